@@ -1,0 +1,1 @@
+"""Subcommands of the ``jaxvision`` command line (see :mod:`jaxvision.cli`)."""

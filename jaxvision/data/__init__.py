@@ -1,0 +1,1 @@
+"""jaxvision.data (being written)."""

@@ -1,0 +1,22 @@
+"""The classification zoo: torchvision's ImageNet models and the classic papers' nets.
+
+Every model is a Flax Linen module taking ``images: [N, H, W, C] float32`` (NHWC) and
+returning logits ``[N, num_classes]``; ``module.apply(variables, images, train=False)``.
+Build one by name with :func:`get_model`; :func:`list_models` lists the names.
+"""
+
+from jaxvision.models import (  # noqa: F401  (importing registers the builders)
+    alexnet,
+    cifar_resnet,
+    densenet,
+    googlenet,
+    inception,
+    lenet,
+    nin,
+    resnet,
+    vgg,
+    wide_resnet,
+)
+from jaxvision.models.registry import get_model, get_model_builder, list_models, register_model
+
+__all__ = ["get_model", "get_model_builder", "list_models", "register_model"]

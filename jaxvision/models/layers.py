@@ -1,0 +1,321 @@
+"""Building blocks shared by the model zoo, with PyTorch's exact semantics.
+
+Everything here is NHWC. The layers reproduce ``torch.nn`` to the last detail that changes
+numbers: symmetric explicit padding (Flax's ``'SAME'`` pads stride-2 convs (0, 1), torch
+pads (1, 1)), ``ceil_mode`` pooling, ``AdaptiveAvgPool2d`` bins, ``count_include_pad``
+averaging, and BatchNorm whose running variance is updated with the *unbiased* batch
+variance, as torch does.
+
+Naming convention used by every model in the zoo: a module's Flax name is the dotted path
+of the corresponding torchvision module (``"features.0"``, ``"layer1.0"``), so that the Flax
+variable path joined with ``.`` equals the torchvision ``state_dict`` key (up to the leaf
+renames ``kernel``/``weight``, ``scale``/``weight``, ``mean``/``running_mean``, ``var``/
+``running_var``). :mod:`jaxvision.weights.convert` relies on it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = Any
+IntPair = int | Sequence[int]
+
+# torchvision initializes most conv weights with kaiming normal (fan_out, relu).
+conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def pair(v: IntPair) -> tuple[int, int]:
+    """Returns ``(v, v)`` for an int and ``tuple(v)`` for a pair."""
+    if isinstance(v, int):
+        return (v, v)
+    t = tuple(int(i) for i in v)
+    if len(t) != 2:
+        raise ValueError(f"expected an int or a pair of ints, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+def torch_padding(padding: IntPair) -> tuple[tuple[int, int], tuple[int, int]]:
+    """torch's symmetric ``padding=`` as Flax explicit padding ``((ph, ph), (pw, pw))``."""
+    ph, pw = pair(padding)
+    return ((ph, ph), (pw, pw))
+
+
+def conv2d(
+    features: int,
+    kernel_size: IntPair,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    *,
+    groups: int = 1,
+    use_bias: bool = True,
+    dilation: IntPair = 1,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    kernel_init: Callable = conv_kernel_init,
+    name: str | None = None,
+) -> nn.Conv:
+    """An ``nn.Conv`` configured like ``torch.nn.Conv2d`` (symmetric explicit padding)."""
+    return nn.Conv(
+        features,
+        pair(kernel_size),
+        strides=pair(stride),
+        padding=torch_padding(padding),
+        kernel_dilation=pair(dilation),
+        feature_group_count=groups,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=kernel_init,
+        name=name,
+    )
+
+
+class BatchNorm(nn.Module):
+    """``torch.nn.BatchNorm2d`` (or ``1d`` on the last axis) with torch's exact semantics.
+
+    In training mode the output is normalized with the biased batch variance, and the
+    running statistics are updated as ``running = (1 - momentum) * running + momentum *
+    batch`` with the *unbiased* batch variance, exactly as torch does (Flax's own
+    ``nn.BatchNorm`` uses the biased variance for the running average). ``momentum`` is
+    torch's convention (0.1 by default), not Flax's.
+
+    Under ``jax.jit`` with the batch sharded over a mesh, the batch statistics are global
+    (XLA inserts the cross-device reductions), i.e. this is synchronized BatchNorm.
+
+    Attributes:
+      use_running_average: evaluation mode (use ``batch_stats``) when True.
+      momentum: torch-style momentum of the running statistics.
+      epsilon: added to the variance.
+      dtype: computation dtype; statistics are always computed in float32.
+      param_dtype: dtype of ``scale`` and ``bias``.
+
+    Variables: ``params/{scale, bias}: [C]``, ``batch_stats/{mean, var}: [C]`` float32.
+    Input ``x: [..., C]``; statistics are reduced over every axis but the last.
+    """
+
+    use_running_average: bool = False
+    momentum: float = 0.1
+    epsilon: float = 1e-5
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (c,), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype)
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        if self.use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            axes = tuple(range(x.ndim - 1))
+            xf = x.astype(jnp.float32)
+            mean = jnp.mean(xf, axis=axes)
+            # Two-pass variance: the one-pass E[x^2]-E[x]^2 loses digits torch keeps.
+            var = jnp.mean(jnp.square(xf - mean), axis=axes)
+            if not self.is_initializing():
+                n = math.prod(x.shape[:-1])
+                unbiased = var * (n / max(n - 1, 1))
+                m = self.momentum
+                ra_mean.value = (1.0 - m) * ra_mean.value + m * mean
+                ra_var.value = (1.0 - m) * ra_var.value + m * unbiased
+        inv = jax.lax.rsqrt(var + self.epsilon) * scale.astype(jnp.float32)
+        y = (x.astype(jnp.float32) - mean) * inv + bias.astype(jnp.float32)
+        return y.astype(self.dtype)
+
+
+def _pool_out_size(size: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
+    """torch's pooling output size (``pooling_output_shape`` in ATen)."""
+    num = size + 2 * p - k
+    out = (-(-num // s) if ceil_mode else num // s) + 1
+    # torch: the last window must start inside the input or the left padding.
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _pool_padding(
+    x: jax.Array, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+    ceil_mode: bool,
+) -> list[tuple[int, int]]:
+    pads = [(0, 0)]
+    for dim in range(2):
+        size, k, s, p = x.shape[1 + dim], kernel[dim], stride[dim], padding[dim]
+        if 2 * p > k:
+            raise ValueError(f"pad should be at most half of the kernel size, got pad={p}, "
+                             f"kernel={k}")
+        out = _pool_out_size(size, k, s, p, ceil_mode)
+        if out < 1:
+            raise ValueError(
+                f"pooling with kernel {k}, stride {s}, padding {p} needs a spatial size of at "
+                f"least {k - 2 * p}, got {size}"
+            )
+        hi = max((out - 1) * s + k - size - p, 0)
+        pads.append((p, hi))
+    pads.append((0, 0))
+    return pads
+
+
+def max_pool(
+    x: jax.Array, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+    ceil_mode: bool = False,
+) -> jax.Array:
+    """``torch.nn.functional.max_pool2d`` on NHWC input (``ceil_mode`` included).
+
+    Args:
+      x: ``[N, H, W, C]``.
+    Returns:
+      ``[N, H', W', C]`` with torch's output size.
+    """
+    k = pair(kernel_size)
+    s = pair(stride if stride is not None else kernel_size)
+    pads = _pool_padding(x, k, s, pair(padding), ceil_mode)
+    init = jnp.array(-jnp.inf, x.dtype)
+    return jax.lax.reduce_window(x, init, jax.lax.max, (1, *k, 1), (1, *s, 1), pads)
+
+
+def avg_pool(
+    x: jax.Array, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+    ceil_mode: bool = False, count_include_pad: bool = True,
+) -> jax.Array:
+    """``torch.nn.functional.avg_pool2d`` on NHWC input.
+
+    The divisor follows torch: with ``count_include_pad`` it counts the symmetric padding
+    but never the extra right-hand cells that ``ceil_mode`` adds.
+    """
+    k = pair(kernel_size)
+    s = pair(stride if stride is not None else kernel_size)
+    p = pair(padding)
+    pads = _pool_padding(x, k, s, p, ceil_mode)
+    dims, strides = (1, *k, 1), (1, *s, 1)
+    summed = jax.lax.reduce_window(x, jnp.array(0, x.dtype), jax.lax.add, dims, strides, pads)
+    h, w = x.shape[1:3]
+    if count_include_pad:
+        ones = jnp.ones((1, h + 2 * p[0], w + 2 * p[1], 1), x.dtype)
+        cpads = [(0, 0)] + [(0, hi - lo) for lo, hi in pads[1:3]] + [(0, 0)]
+    else:
+        ones = jnp.ones((1, h, w, 1), x.dtype)
+        cpads = pads
+    count = jax.lax.reduce_window(ones, jnp.array(0, x.dtype), jax.lax.add, dims, strides, cpads)
+    return summed / count
+
+
+def _adaptive_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """Row i averages input cells [floor(i*in/out), ceil((i+1)*in/out)), as torch does."""
+    m = np.zeros((out_size, in_size), np.float32)
+    for i in range(out_size):
+        start = (i * in_size) // out_size
+        end = -(-((i + 1) * in_size) // out_size)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+def adaptive_avg_pool(x: jax.Array, output_size: IntPair) -> jax.Array:
+    """``torch.nn.AdaptiveAvgPool2d`` on NHWC input, exact at any input size.
+
+    Args:
+      x: ``[N, H, W, C]``.
+      output_size: ``(oh, ow)`` or an int.
+    Returns:
+      ``[N, oh, ow, C]``; bin ``i`` averages rows ``[floor(i*H/oh), ceil((i+1)*H/oh))``.
+    """
+    oh, ow = pair(output_size)
+    h, w = x.shape[1:3]
+    if (h, w) == (oh, ow):
+        return x
+    if (oh, ow) == (1, 1):
+        return jnp.mean(x, axis=(1, 2), keepdims=True)
+    mh = jnp.asarray(_adaptive_matrix(h, oh), x.dtype)
+    mw = jnp.asarray(_adaptive_matrix(w, ow), x.dtype)
+    return jnp.einsum("oh,nhwc,pw->nopc", mh, x, mw, precision=jax.lax.Precision.HIGHEST)
+
+
+def local_response_norm(
+    x: jax.Array, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> jax.Array:
+    """``torch.nn.LocalResponseNorm`` across channels of NHWC input.
+
+    ``b_c = a_c / (k + alpha / size * sum_{c'} a_{c'}^2) ** beta`` with the window
+    ``[c - size // 2, c + (size - 1) // 2]`` (torch's convention; the 2012 paper's
+    ``alpha`` is not divided by ``size``).
+    """
+    sq = jnp.square(x)
+    pads = [(0, 0)] * (x.ndim - 1) + [(size // 2, (size - 1) // 2)]
+    window = (1,) * (x.ndim - 1) + (size,)
+    summed = jax.lax.reduce_window(sq, jnp.array(0, x.dtype), jax.lax.add, window,
+                                   (1,) * x.ndim, pads)
+    return x / jnp.power(k + alpha * summed / size, beta)
+
+
+def flatten_nchw(x: jax.Array) -> jax.Array:
+    """Flattens ``[N, H, W, C]`` to ``[N, H*W*C]`` in NHWC order.
+
+    Converted torchvision weights have the first dense layer's rows permuted instead (see
+    ``torch_flatten_shapes`` in :mod:`jaxvision.weights.convert`), so no transpose is paid
+    at run time.
+    """
+    return x.reshape(x.shape[0], -1)
+
+
+class ConvBNAct(nn.Module):
+    """Conv (no bias) + BatchNorm + optional activation; torchvision's ``BasicConv2d``.
+
+    Submodules are named ``conv`` and ``bn`` as in torchvision's GoogLeNet and Inception.
+    Input ``[N, H, W, Cin]`` -> ``[N, H', W', features]``.
+    """
+
+    features: int
+    kernel_size: IntPair
+    stride: IntPair = 1
+    padding: IntPair = 0
+    groups: int = 1
+    eps: float = 1e-5
+    act: Callable[[jax.Array], jax.Array] | None = nn.relu
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x = conv2d(self.features, self.kernel_size, self.stride, self.padding,
+                   groups=self.groups, use_bias=False, dtype=self.dtype,
+                   param_dtype=self.param_dtype, name="conv")(x)
+        x = BatchNorm(use_running_average=not train, epsilon=self.eps, dtype=self.dtype,
+                      param_dtype=self.param_dtype, name="bn")(x)
+        return self.act(x) if self.act is not None else x
+
+
+def check_images(x: Any, *, model: str, channels: int = 3, min_size: int = 1) -> None:
+    """Raises a clear error when ``x`` is not ``[N, H, W, channels]`` floating images.
+
+    Called at trace time by every model, so a wrong input fails before any compute with a
+    message naming what the model expects.
+    """
+    shape = getattr(x, "shape", None)
+    dtype = getattr(x, "dtype", None)
+    if shape is None or dtype is None:
+        raise TypeError(f"{model} expects an array of images [N, H, W, {channels}], "
+                        f"got {type(x).__name__}")
+    if len(shape) != 4:
+        raise ValueError(f"{model} expects images of rank 4, [N, H, W, {channels}] (NHWC), "
+                         f"got shape {tuple(shape)} (rank {len(shape)}); add a batch axis "
+                         "with images[None] for a single image")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{model} expects floating-point images (float32, normalized), got "
+                        f"dtype {dtype}; convert uint8 pixels with "
+                        "jaxvision.weights.preprocess or images.astype(jnp.float32) / 255")
+    if shape[-1] != channels:
+        hint = (" (this looks like NCHW: jaxvision models take NHWC, use "
+                "images.transpose(0, 2, 3, 1))" if shape[1] == channels else "")
+        raise ValueError(f"{model} expects {channels} input channels in the last axis, "
+                         f"[N, H, W, {channels}], got shape {tuple(shape)}{hint}")
+    if shape[1] < min_size or shape[2] < min_size:
+        raise ValueError(f"{model} needs images of at least {min_size}x{min_size} pixels, got "
+                         f"{shape[1]}x{shape[2]}")

@@ -1,0 +1,1 @@
+"""jaxvision.ops (being written)."""

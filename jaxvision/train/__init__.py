@@ -1,0 +1,1 @@
+"""jaxvision.train (being written)."""

@@ -1,0 +1,19 @@
+"""Shared pytest configuration: paths to the real data and skips when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("JAXVISION_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (real MNIST, CIFAR-10, photos); skips the test when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set JAXVISION_SHARED_DATA)")
+    return SHARED_DATA
