@@ -13,10 +13,22 @@ from jaxvision.models import (  # noqa: F401  (importing registers the builders)
     inception,
     lenet,
     nin,
+    overfeat,
     resnet,
     vgg,
     wide_resnet,
 )
+from jaxvision.models.convolutionize import (
+    ConvolutionizeSpec,
+    FullyConvolutional,
+    convolutionize,
+    network_stride,
+)
 from jaxvision.models.registry import get_model, get_model_builder, list_models, register_model
 
-__all__ = ["get_model", "get_model_builder", "list_models", "register_model"]
+__all__ = [
+    "ConvolutionizeSpec",
+    "FullyConvolutional",
+    "convolutionize",
+    "network_stride",
+    "get_model", "get_model_builder", "list_models", "register_model"]

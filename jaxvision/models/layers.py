@@ -178,7 +178,7 @@ def max_pool(
     k = pair(kernel_size)
     s = pair(stride if stride is not None else kernel_size)
     pads = _pool_padding(x, k, s, pair(padding), ceil_mode)
-    init = jnp.array(-jnp.inf, x.dtype)
+    init = np.array(-np.inf, x.dtype)  # numpy: a jnp array is traced under jit and breaks grad
     return jax.lax.reduce_window(x, init, jax.lax.max, (1, *k, 1), (1, *s, 1), pads)
 
 
@@ -196,7 +196,7 @@ def avg_pool(
     p = pair(padding)
     pads = _pool_padding(x, k, s, p, ceil_mode)
     dims, strides = (1, *k, 1), (1, *s, 1)
-    summed = jax.lax.reduce_window(x, jnp.array(0, x.dtype), jax.lax.add, dims, strides, pads)
+    summed = jax.lax.reduce_window(x, np.array(0, x.dtype), jax.lax.add, dims, strides, pads)
     h, w = x.shape[1:3]
     if count_include_pad:
         ones = jnp.ones((1, h + 2 * p[0], w + 2 * p[1], 1), x.dtype)
@@ -204,7 +204,7 @@ def avg_pool(
     else:
         ones = jnp.ones((1, h, w, 1), x.dtype)
         cpads = pads
-    count = jax.lax.reduce_window(ones, jnp.array(0, x.dtype), jax.lax.add, dims, strides, cpads)
+    count = jax.lax.reduce_window(ones, np.array(0, x.dtype), jax.lax.add, dims, strides, cpads)
     return summed / count
 
 
@@ -250,7 +250,7 @@ def local_response_norm(
     sq = jnp.square(x)
     pads = [(0, 0)] * (x.ndim - 1) + [(size // 2, (size - 1) // 2)]
     window = (1,) * (x.ndim - 1) + (size,)
-    summed = jax.lax.reduce_window(sq, jnp.array(0, x.dtype), jax.lax.add, window,
+    summed = jax.lax.reduce_window(sq, np.array(0, x.dtype), jax.lax.add, window,
                                    (1,) * x.ndim, pads)
     return x / jnp.power(k + alpha * summed / size, beta)
 
@@ -319,3 +319,20 @@ def check_images(x: Any, *, model: str, channels: int = 3, min_size: int = 1) ->
     if shape[1] < min_size or shape[2] < min_size:
         raise ValueError(f"{model} needs images of at least {min_size}x{min_size} pixels, got "
                          f"{shape[1]}x{shape[2]}")
+
+
+def check_flatten_shape(x: jax.Array, chw: tuple[int, int, int], model: str,
+                        input_shape: tuple[int, int, int]) -> None:
+    """Raises when the conv map ``x: [N, h, w, C]`` does not fit a fixed-size classifier.
+
+    Models without an adaptive pool (LeNet-5, the 2012 AlexNet, OverFeat) have dense layers
+    sized for one input size; any other size would fail deep inside ``nn.Dense`` with a bare
+    shape error, or silently re-initialize at ``init``.
+    """
+    c, h, w = chw
+    if tuple(x.shape[1:]) != (h, w, c):
+        raise ValueError(
+            f"{model}'s dense classifier expects a {h}x{w}x{c} feature map, i.e. "
+            f"{input_shape[0]}x{input_shape[1]} input images, but got a "
+            f"{x.shape[1]}x{x.shape[2]}x{x.shape[3]} map; resize the images, or "
+            "convolutionize the model to run it on larger ones")

@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxvision.models import layers
+from jaxvision.models.convolutionize import ConvolutionizeSpec
+from jaxvision.models.layers import check_flatten_shape  # noqa: F401  (re-exported)
 from jaxvision.models.registry import register_model
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "tanh": jnp.tanh}
@@ -76,6 +78,12 @@ class LeNet5(nn.Module):
     torch_flatten_shapes: ClassVar[dict[str, tuple[int, int, int]]] = {
         "classifier.0": (16, 4, 4)}
 
+    @property
+    def convolutionize_spec(self) -> ConvolutionizeSpec:
+        """The dense layers (and activation) that :func:`convolutionize` turns into convs."""
+        return ConvolutionizeSpec(dense=self.dense_names,
+                                  activation=activation_fn(self.activation))
+
     @nn.compact
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
         """The conv stack: ``[N, H, W, 1] float -> [N, (H-12)//4, (W-12)//4, 16]``."""
@@ -94,7 +102,7 @@ class LeNet5(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """``images: [N, 28, 28, 1] float -> logits [N, num_classes]`` in ``dtype``."""
         x = self.features(x, train=train)
-        check_flatten_shape(x, self.torch_flatten_shapes[self.dense_names[0]], "lenet5",
+        layers.check_flatten_shape(x, self.torch_flatten_shapes[self.dense_names[0]], "lenet5",
                             self.default_input_shape)
         act = activation_fn(self.activation)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
@@ -102,23 +110,6 @@ class LeNet5(nn.Module):
         x = act(nn.Dense(120, name="classifier.0", **kw)(x))
         x = act(nn.Dense(84, name="classifier.2", **kw)(x))
         return nn.Dense(self.num_classes, name="classifier.4", **kw)(x)
-
-
-def check_flatten_shape(x: jax.Array, chw: tuple[int, int, int], model: str,
-                        input_shape: tuple[int, int, int]) -> None:
-    """Raises when the conv map ``x: [N, h, w, C]`` does not fit a fixed-size classifier.
-
-    Models without an adaptive pool (LeNet-5, the 2012 AlexNet) have dense layers sized for
-    one input size; any other size would fail deep inside ``nn.Dense`` with a bare shape
-    error, or silently re-initialize at ``init``.
-    """
-    c, h, w = chw
-    if tuple(x.shape[1:]) != (h, w, c):
-        raise ValueError(
-            f"{model}'s dense classifier expects a {h}x{w}x{c} feature map, i.e. "
-            f"{input_shape[0]}x{input_shape[1]} input images, but got a "
-            f"{x.shape[1]}x{x.shape[2]}x{x.shape[3]} map; resize the images, or "
-            "convolutionize the model to run it on larger ones")
 
 
 @register_model
