@@ -84,7 +84,8 @@ def _w(model: str, file: str, num_params: int, acc1: float, acc5: float, gmac: f
     return WeightsInfo(model, _BASE + file, num_params, acc1, acc5, gmac, **kw)
 
 
-# torchvision 0.29 ``<Model>_Weights.IMAGENET1K_V1``; figures from its ``meta`` (REFERENCE.md).
+# torchvision 0.29 ``<Model>_Weights.IMAGENET1K_V1``; figures from its ``meta`` (as in
+# REFERENCE.md).
 WEIGHTS: dict[str, WeightsInfo] = {w.model: w for w in [
     _w("alexnet", "alexnet-owt-7be5be79.pth", 61_100_840, 56.522, 79.066, 0.714),
     _w("vgg11", "vgg11-8a719046.pth", 132_863_336, 69.020, 88.628, 7.609),
@@ -107,6 +108,9 @@ WEIGHTS: dict[str, WeightsInfo] = {w.model: w for w in [
     _w("resnext50_32x4d", "resnext50_32x4d-7cdf4587.pth", 25_028_904, 77.618, 93.698, 4.230),
     _w("resnext101_32x8d", "resnext101_32x8d-8ba56ff5.pth", 88_791_336, 79.312, 94.526,
        16.414),
+    # The only V1 entry trained with torchvision's newer recipe (hence resize 232).
+    _w("resnext101_64x4d", "resnext101_64x4d-173b62eb.pth", 83_455_272, 83.246, 96.454,
+       15.46, resize_size=232),
     _w("wide_resnet50_2", "wide_resnet50_2-95faca4d.pth", 68_883_240, 78.468, 94.086, 11.398),
     _w("wide_resnet101_2", "wide_resnet101_2-32ee1156.pth", 126_886_696, 78.848, 94.284,
        22.753),
@@ -169,6 +173,9 @@ def download(url: str, directory: str | os.PathLike | None = None, *, progress: 
     expected = hash_prefix(name) if check_hash else None
     try:
         response = urllib.request.urlopen(url, timeout=30)  # noqa: S310 (http(s)/file URLs)
+    except urllib.error.HTTPError as e:
+        raise DownloadError(f"could not download {url}: the server answered HTTP {e.code} "
+                            f"({e.reason})") from None
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
         raise DownloadError(
