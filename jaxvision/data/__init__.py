@@ -16,7 +16,13 @@ from jaxvision.data.mnist import (
     read_idx,
     read_mnist_idx,
 )
-from jaxvision.data.sources import ArraySource, Source
+from jaxvision.data.sources import (
+    ArraySource,
+    ImageDecodeError,
+    ImageFolderSource,
+    Source,
+    decode_image,
+)
 
 __all__ = [
     "MNIST_MEAN",
@@ -24,7 +30,10 @@ __all__ = [
     "ArraySource",
     "DataLoader",
     "IDXFormatError",
+    "ImageDecodeError",
+    "ImageFolderSource",
     "Source",
+    "decode_image",
     "load_batch",
     "mnist_source",
     "read_idx",

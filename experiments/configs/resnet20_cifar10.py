@@ -1,0 +1,7 @@
+"""The ``resnet20_cifar10`` experiment; its one definition ships in the package
+(jaxvision/train/configs/resnet20_cifar10.py) so ``jaxvision train --config resnet20_cifar10`` works from an install.
+This file lets ``jaxvision train --config experiments/configs/resnet20_cifar10.py`` work from a checkout."""
+
+from jaxvision.train.configs.resnet20_cifar10 import get_config
+
+__all__ = ["get_config"]

@@ -1,0 +1,44 @@
+"""The ILSVRC localization metric and a keypoint metric."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxvision.ops.boxes import box_iou
+
+
+def paired_iou(a: jax.Array, b: jax.Array) -> jax.Array:
+    """IoU of matching rows: ``a, b: [N, 4]`` (x1, y1, x2, y2) -> ``[N]``."""
+    return jax.vmap(lambda p, q: box_iou(p[None], q[None])[0, 0])(a, b)
+
+
+def localization_correct(pred_labels: jax.Array, pred_boxes: jax.Array,
+                         gt_labels: jax.Array, gt_boxes: jax.Array,
+                         iou_threshold: float = 0.5) -> jax.Array:
+    """ILSVRC localization: right iff some guess has the right class and IoU >= 0.5.
+
+    Args:
+      pred_labels: ``[N, k] int`` (top-k guesses; ``k = 1`` or 5 in ILSVRC).
+      pred_boxes: ``[N, k, 4]``, one box per guess.
+      gt_labels: ``[N] int``; gt_boxes: ``[N, 4]``.
+    Returns:
+      ``[N] bool``.
+    """
+    if pred_labels.ndim == 1:
+        pred_labels, pred_boxes = pred_labels[:, None], pred_boxes[:, None]
+    k = pred_labels.shape[1]
+    ious = paired_iou(pred_boxes.reshape(-1, 4), jnp.repeat(gt_boxes, k, axis=0)).reshape(-1, k)
+    return jnp.any((pred_labels == gt_labels[:, None]) & (ious >= iou_threshold), axis=1)
+
+
+def pck(pred: jax.Array, target: jax.Array, scale: jax.Array, alpha: float = 0.1) -> jax.Array:
+    """Percentage of correct keypoints: distance <= ``alpha * scale``.
+
+    Args:
+      pred, target: ``[N, K, 2]``; scale: ``[N]`` (e.g. the object box size).
+    Returns:
+      ``[] float32``, the fraction of correct keypoints.
+    """
+    dist = jnp.linalg.norm(pred - target, axis=-1)
+    return jnp.mean(dist <= alpha * scale[:, None])

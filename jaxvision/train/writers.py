@@ -1,0 +1,63 @@
+"""Metric writers: JSON lines (always) and TensorBoard event files (tensorboardX).
+
+``<workdir>/metrics.jsonl`` holds one JSON object per write, ``{"step": int, "kind":
+"train" | "eval" | "final", ...scalars}``, appended across restarts (a resumed run
+continues the file). Only process 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+
+
+class MetricWriter:
+    """Writes scalars to ``metrics.jsonl`` and, if requested and installed, TensorBoard."""
+
+    def __init__(self, workdir: str | Path, tensorboard: bool = True) -> None:
+        self.enabled = jax.process_index() == 0
+        self.path = Path(workdir) / "metrics.jsonl"
+        self._tb: Any = None
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if tensorboard:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError:
+                warnings.warn("tensorboardX is not installed: TensorBoard events are not "
+                              "written (pip install tensorboardX, or set tensorboard=False)",
+                              stacklevel=2)
+            else:
+                self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+
+    def write(self, step: int, kind: str, scalars: dict[str, float]) -> None:
+        """Appends ``scalars`` at ``step`` (``kind`` prefixes the TensorBoard tags)."""
+        if not self.enabled:
+            return
+        record = {"step": int(step), "kind": kind, "time": round(time.time(), 3),
+                  **{k: float(v) for k, v in scalars.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in scalars.items():
+                self._tb.add_scalar(f"{kind}/{k}", float(v), int(step))
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def read_metrics(workdir: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """The records of ``<workdir>/metrics.jsonl`` (optionally only those of ``kind``)."""
+    path = Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if kind is None or r["kind"] == kind]

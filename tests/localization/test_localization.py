@@ -1,0 +1,136 @@
+"""Classification + localization: heads, staged training with frozen partitions, metrics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from jaxvision.data import mnist_source
+from jaxvision.data.scenes import make_scenes
+from jaxvision.localization import (
+    class_boxes,
+    digit_keypoints,
+    fit,
+    l2_loss,
+    localization_correct,
+    localizer_from_classifier,
+    make_localizer,
+    partition,
+    pck,
+    predict,
+    smooth_l1_loss,
+)
+from jaxvision.models import get_model
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    src = mnist_source("train")
+    idx = np.arange(1500)
+    imgs = np.stack([src[int(i)]["image"] for i in idx])
+    labels = np.array([src[int(i)]["label"] for i in idx])
+    return make_scenes(imgs, labels, 1500, size=(48, 48), digits_per_scene=(1, 1),
+                       scale_range=(0.8, 1.6), seed=0)
+
+
+@pytest.mark.parametrize("attach", ["features", "classifier"])
+@pytest.mark.parametrize("per_class", [False, True])
+def test_head_shapes(attach, per_class):
+    loc = make_localizer(get_model("lenet5"), attach=attach, per_class=per_class)
+    v = loc.init(jax.random.key(0), jnp.zeros((2, 48, 48, 1)))
+    logits, reg = loc.apply(v, jnp.zeros((2, 48, 48, 1)))
+    assert logits.shape == (2, 10)
+    assert reg.shape == ((2, 10, 4) if per_class else (2, 4))
+    in_dim = v["params"]["regressor.0"]["kernel"].shape[0]
+    assert in_dim == (16 * 9 * 9 if attach == "features" else 84)
+
+
+def test_from_classifier_keeps_logits():
+    model = get_model("lenet5")
+    v = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    loc, lv = localizer_from_classifier(model, v, (28, 28, 1), key=jax.random.key(1))
+    x = jax.random.uniform(jax.random.key(2), (3, 28, 28, 1))
+    logits, reg = loc.apply(lv, x)
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(model.apply(v, x)), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(reg), 0.0)
+
+
+def test_stages_freeze_the_right_partition(scenes):
+    loc = make_localizer(get_model("lenet5"), hidden=(64,))
+    v = loc.init(jax.random.key(0), jnp.zeros((1, 48, 48, 1)))
+    labels = scenes.labels[:, 0]
+    targets = scenes.boxes[:, 0] / 48.0
+    after, _ = fit(loc, v, scenes.images, labels, targets, stage="regressor", steps=3,
+                   batch_size=16, progress=False)
+    flat0 = jax.tree_util.tree_leaves_with_path(v["params"])
+    flat1 = dict(jax.tree_util.tree_leaves_with_path(after["params"]))
+    for path, leaf in flat0:
+        changed = not np.array_equal(np.asarray(leaf), np.asarray(flat1[path]))
+        assert changed == path[0].key.startswith("regressor."), path
+    labels_tree = partition(v["params"], "classifier")
+    assert labels_tree["regressor.0"]["kernel"] == "freeze"
+    assert labels_tree["backbone"]["features.0"]["kernel"] == "train"
+    with pytest.raises(ValueError, match="stage"):
+        partition(v["params"], "heads")
+
+
+def test_recipe_learns_to_localize(scenes):
+    loc = make_localizer(get_model("lenet5"), hidden=(128,))
+    v = loc.init(jax.random.key(0), jnp.zeros((1, 48, 48, 1)))
+    labels = scenes.labels[:, 0]
+    targets = scenes.boxes[:, 0] / 48.0
+    train, test = slice(0, 1200), slice(1200, 1500)
+    v, _ = fit(loc, v, scenes.images[train], labels[train], targets[train],
+               stage="classifier", steps=300, batch_size=64, learning_rate=0.05,
+               progress=False)
+    v, hist = fit(loc, v, scenes.images[train], labels[train], targets[train],
+                  stage="regressor", steps=300, batch_size=64, learning_rate=0.05,
+                  progress=False)
+    assert hist[-1]["regression"] < hist[0]["regression"] / 2
+    pred_labels, pred_boxes = predict(loc, v, scenes.images[test])
+    correct = localization_correct(jnp.asarray(pred_labels), jnp.asarray(pred_boxes) * 48,
+                                   jnp.asarray(labels[test]),
+                                   jnp.asarray(scenes.boxes[test, 0]))
+    # Chance is ~0 (10 classes x IoU >= 0.5); a few hundred steps already localize most.
+    assert float(jnp.mean(correct)) > 0.5
+
+
+def test_losses_match_torch():
+    rng = np.random.default_rng(0)
+    p, t = rng.normal(size=(16, 4)).astype(np.float32), rng.normal(size=(16, 4)).astype(
+        np.float32)
+    for beta in (1.0, 1 / 9):
+        ref = torch.nn.functional.smooth_l1_loss(torch.tensor(p), torch.tensor(t), beta=beta,
+                                                 reduction="sum").item() / 16
+        assert abs(float(smooth_l1_loss(jnp.asarray(p), jnp.asarray(t), beta)) - ref) < 1e-5
+    ref = torch.nn.functional.mse_loss(torch.tensor(p), torch.tensor(t),
+                                       reduction="sum").item() / 16
+    assert abs(float(l2_loss(jnp.asarray(p), jnp.asarray(t))) - ref) < 1e-4
+    mask = jnp.array([1.0] * 8 + [0.0] * 8)
+    assert abs(float(l2_loss(jnp.asarray(p), jnp.asarray(t), mask))
+               - float(l2_loss(jnp.asarray(p[:8]), jnp.asarray(t[:8])))) < 1e-5
+
+
+def test_class_boxes_and_ilsvrc_metric():
+    boxes = jnp.arange(2 * 3 * 4, dtype=jnp.float32).reshape(2, 3, 4)
+    np.testing.assert_array_equal(np.asarray(class_boxes(boxes, jnp.array([2, 0]))),
+                                  [[8, 9, 10, 11], [12, 13, 14, 15]])
+    gt = jnp.array([[0, 0, 10, 10], [0, 0, 10, 10.]])
+    pred = jnp.array([[[0, 0, 10, 8], [20, 20, 30, 30]], [[0, 0, 10, 4], [0, 0, 9, 10]]])
+    labels = jnp.array([[3, 1], [2, 2]])
+    ok = localization_correct(labels, pred, jnp.array([3, 2]), gt)
+    np.testing.assert_array_equal(np.asarray(ok), [True, True])  # 2nd: via guess 2
+    ok1 = localization_correct(labels[:, 0], pred[:, 0], jnp.array([3, 2]), gt)
+    np.testing.assert_array_equal(np.asarray(ok1), [True, False])  # IoU 0.4 < 0.5
+
+
+def test_keypoints_and_pck(scenes):
+    kp = digit_keypoints(scenes)
+    assert kp.shape == (1500, 3, 2)
+    boxes = scenes.boxes[:, 0]
+    assert np.all(kp[..., 0] >= boxes[:, None, 0]) and np.all(kp[..., 0] <= boxes[:, None, 2])
+    assert np.all(kp[:, 1, 1] <= kp[:, 0, 1]) and np.all(kp[:, 0, 1] <= kp[:, 2, 1])
+    scale = jnp.asarray(boxes[:, 2] - boxes[:, 0])
+    assert float(pck(jnp.asarray(kp), jnp.asarray(kp), scale)) == 1.0
+    assert float(pck(jnp.asarray(kp) + 100.0, jnp.asarray(kp), scale)) == 0.0
