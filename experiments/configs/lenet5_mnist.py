@@ -1,6 +1,9 @@
-"""The ``lenet5_mnist`` experiment; its one definition ships in the package
-(jaxvision/train/configs/lenet5_mnist.py) so ``jaxvision train --config lenet5_mnist`` works from an install.
-This file lets ``jaxvision train --config experiments/configs/lenet5_mnist.py`` work from a checkout."""
+"""The ``lenet5_mnist`` experiment, re-exported for readers of the repository.
+
+Its one definition is ``jaxvision/train/configs/lenet5_mnist.py`` (shipped in the package, so
+``jaxvision train --config lenet5_mnist`` works from an install); this file lets
+``jaxvision train --config experiments/configs/lenet5_mnist.py`` work from a checkout too.
+"""
 
 from jaxvision.train.configs.lenet5_mnist import get_config
 

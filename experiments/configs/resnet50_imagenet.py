@@ -1,6 +1,9 @@
-"""The ``resnet50_imagenet`` experiment; its one definition ships in the package
-(jaxvision/train/configs/resnet50_imagenet.py) so ``jaxvision train --config resnet50_imagenet`` works from an install.
-This file lets ``jaxvision train --config experiments/configs/resnet50_imagenet.py`` work from a checkout."""
+"""The ``resnet50_imagenet`` experiment, re-exported for readers of the repository.
+
+Its one definition is ``jaxvision/train/configs/resnet50_imagenet.py`` (shipped in the package, so
+``jaxvision train --config resnet50_imagenet`` works from an install); this file lets
+``jaxvision train --config experiments/configs/resnet50_imagenet.py`` work from a checkout too.
+"""
 
 from jaxvision.train.configs.resnet50_imagenet import get_config
 

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     name = Path(args.config).stem if args.config else DEFAULT_EXPERIMENT
     workdir = args.workdir or str(Path("runs") / name)
     try:
-        result = train_and_evaluate(config, workdir)
+        train_and_evaluate(config, workdir)
     except NonFiniteLossError as e:
         print(f"jaxvision train: {e}", file=sys.stderr)
         return 3

@@ -21,7 +21,9 @@ from jaxvision.data.sources import (
     ImageDecodeError,
     ImageFolderSource,
     Source,
+    TFDSSource,
     decode_image,
+    tfds_source,
 )
 
 __all__ = [
@@ -33,9 +35,11 @@ __all__ = [
     "ImageDecodeError",
     "ImageFolderSource",
     "Source",
+    "TFDSSource",
     "decode_image",
     "load_batch",
     "mnist_source",
     "read_idx",
     "read_mnist_idx",
+    "tfds_source",
 ]

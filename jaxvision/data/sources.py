@@ -116,8 +116,10 @@ def _as_hw(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     return hw  # type: ignore[return-value]
 
 
-def decode_image(path: str | os.PathLike[str], image_size: tuple[int, int] | None = None):
-    """Decode one file with PIL to RGB: uint8 [H, W, 3].
+def decode_image(path: str | os.PathLike[str], image_size: tuple[int, int] | None = None,
+                 grayscale: bool = False):
+    """Decode one file with PIL to RGB: uint8 [H, W, 3] (``grayscale``: PIL's "L", uint8
+    [H, W, 1]).
 
     ``image_size=(h, w)`` resizes with PIL's bilinear filter (antialiased when shrinking,
     like torchvision's ``Resize`` on PIL images).
@@ -129,10 +131,12 @@ def decode_image(path: str | os.PathLike[str], image_size: tuple[int, int] | Non
 
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")  # forces the full decode: truncated files fail here
+            # convert() forces the full decode: truncated files fail here.
+            im = im.convert("L" if grayscale else "RGB")
             if image_size is not None and im.size != (image_size[1], image_size[0]):
                 im = im.resize((image_size[1], image_size[0]), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
+            arr = np.asarray(im, dtype=np.uint8)
+            return arr[..., None] if grayscale else arr
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageDecodeError(f"cannot decode image {path}: {type(e).__name__}: {e}") from e
 
@@ -158,6 +162,7 @@ class ImageFolderSource:
       image_size: int or (height, width): resize every image to it (PIL bilinear) so
         batches are static-shaped; None keeps each file's size (then ``image_shape`` is
         None, and a batch of mixed sizes raises in the loader).
+      grayscale: decode to one channel (PIL "L"), ``image`` uint8 [H, W, 1].
     """
 
     def __init__(
@@ -166,6 +171,7 @@ class ImageFolderSource:
         extensions: Sequence[str] = (".jpg", ".jpeg", ".png"),
         on_error: str = "raise",
         image_size: int | tuple[int, int] | None = None,
+        grayscale: bool = False,
     ):
         if on_error not in ("raise", "skip"):
             raise ValueError(
@@ -198,7 +204,9 @@ class ImageFolderSource:
         self.num_classes = len(classes)
         self.on_error = on_error
         self.image_size = _as_hw(image_size)
-        self.image_shape = None if self.image_size is None else (*self.image_size, 3)
+        self.grayscale = bool(grayscale)
+        channels = 1 if self.grayscale else 3
+        self.image_shape = None if self.image_size is None else (*self.image_size, channels)
         self.skipped_paths: set[str] = set()
 
     @property
@@ -217,7 +225,8 @@ class ImageFolderSource:
             if path in self.skipped_paths:  # known bad (on_error="skip"): do not retry
                 continue
             try:
-                return {"image": decode_image(path, self.image_size), "label": label}
+                image = decode_image(path, self.image_size, self.grayscale)
+                return {"image": image, "label": label}
             except ImageDecodeError:
                 if self.on_error == "raise":
                     raise
@@ -235,15 +244,25 @@ class TFDSSource:
     """A ``tfds.data_source`` (random access over array_record files) as a jaxvision source.
 
     ``src[i]`` -> {"image": uint8 [H, W, C], "label": int}, read from the features
-    ``image_key`` and ``label_key``; ``num_classes`` and ``image_shape`` come from the
-    dataset's features (``image_shape`` is None when the images vary in size).
+    ``image_key`` and ``label_key``; ``num_classes``, ``classes`` and ``image_shape`` come
+    from the dataset's features (``image_shape`` is None when the images vary in size).
+
+    Args:
+      data_source: what ``tfds.data_source(...)`` returns (or any random-access sequence of
+        feature dicts).
+      image_key, label_key: the feature names of the image and the label.
+      image_size: int or (height, width): resize every image to it (PIL bilinear, as
+        :class:`ImageFolderSource`) so batches of variable-size data are static-shaped.
     """
 
-    def __init__(self, data_source: Any, image_key: str = "image", label_key: str = "label"):
+    def __init__(self, data_source: Any, image_key: str = "image", label_key: str = "label",
+                 image_size: int | tuple[int, int] | None = None):
         self.data_source = data_source
         self.image_key = image_key
         self.label_key = label_key
+        self.image_size = _as_hw(image_size)
         self.num_classes: int | None = None
+        self.classes: list[str] | None = None
         self.image_shape: tuple[int, int, int] | None = None
         info = getattr(data_source, "dataset_info", None)
         features = getattr(info, "features", None)
@@ -254,18 +273,30 @@ class TFDSSource:
                         f"TFDSSource: dataset has no feature {key!r}; features: {list(features)}"
                     )
             self.num_classes = getattr(features[label_key], "num_classes", None)
+            names = getattr(features[label_key], "names", None)
+            self.classes = list(names) if names else None
             shape = tuple(features[image_key].shape)
             if len(shape) == 3 and all(s is not None for s in shape):
                 self.image_shape = shape  # type: ignore[assignment]
+        if self.image_size is not None:
+            channels = self.image_shape[2] if self.image_shape is not None else 3
+            self.image_shape = (*self.image_size, channels)
 
     def __len__(self) -> int:
         return len(self.data_source)
 
     def _convert(self, record: dict[str, Any]) -> Example:
-        return {
-            "image": np.asarray(record[self.image_key], dtype=np.uint8),
-            "label": int(record[self.label_key]),
-        }
+        image = np.asarray(record[self.image_key], dtype=np.uint8)
+        if self.image_size is not None and image.shape[:2] != self.image_size:
+            from PIL import Image
+
+            # PIL resizes [H, W] or [H, W, 3] arrays; keep a trailing channel axis of 1.
+            grey = image.ndim == 3 and image.shape[2] == 1
+            pil = Image.fromarray(image[..., 0] if grey else image)
+            pil = pil.resize((self.image_size[1], self.image_size[0]), Image.BILINEAR)
+            image = np.asarray(pil, dtype=np.uint8)
+            image = image[..., None] if grey else image
+        return {"image": image, "label": int(record[self.label_key])}
 
     def __getitem__(self, index: int) -> Example:
         i = _check_index(index, len(self), "TFDSSource")
@@ -286,6 +317,7 @@ def tfds_source(
     download: bool = False,
     image_key: str = "image",
     label_key: str = "label",
+    image_size: int | tuple[int, int] | None = None,
 ) -> TFDSSource:
     """A TFDS dataset split as a random-access source, via ``tfds.data_source``.
 
@@ -299,6 +331,10 @@ def tfds_source(
       data_dir: the TFDS data directory (default: TFDS's, ``~/tensorflow_datasets``).
       download: let TFDS download and prepare the dataset when missing.
       image_key, label_key: the feature names of the image and the label.
+      image_size: resize every image to it (see :class:`TFDSSource`).
+
+    Raises:
+      ImportError: when tensorflow-datasets (or array_record) is not installed.
     """
     try:
         import tensorflow_datasets as tfds
@@ -310,4 +346,4 @@ def tfds_source(
         name, split=split, data_dir=None if data_dir is None else os.fspath(data_dir),
         download=download,
     )
-    return TFDSSource(ds, image_key=image_key, label_key=label_key)
+    return TFDSSource(ds, image_key=image_key, label_key=label_key, image_size=image_size)

@@ -82,9 +82,17 @@ SCHEMA: dict[str, Field] = {
     "data.eval_split": Field("str", "test", "split used for evaluation"),
     "data.image_size": Field("int", None, "side of the (square) network input; None = the "
                              "stored image size", optional=True, check=_pos, expect="> 0"),
+    "data.load_size": Field("int", None, "resize every image to load_size x load_size when "
+                            "loading (variable-size data such as ImageNet); the network input "
+                            "data.image_size is cropped from it", optional=True, check=_pos,
+                            expect="> 0"),
     "data.mean": Field("float_list", [0.0], "per-channel mean in [0, 1] units"),
     "data.std": Field("float_list", [1.0], "per-channel std in [0, 1] units",
                       check=lambda v: all(s > 0 for s in v), expect="all > 0"),
+    "data.grayscale": Field("bool", False, "image_folder: decode to one channel (else RGB)"),
+    "data.on_error": Field("str", "raise", "image_folder: an undecodable file raises naming "
+                           "it ('raise'), or is replaced by the next good file and counted "
+                           "('skip')", choices=("raise", "skip")),
     "data.worker_count": Field("int", 0, "host threads decoding images", check=_nonneg,
                                expect=">= 0"),
     # -- augmentation (on device, inside the jitted train step) ---------------------------
@@ -92,6 +100,8 @@ SCHEMA: dict[str, Field] = {
                                   check=_nonneg, expect=">= 0"),
     "augment.flip": Field("bool", False, "random horizontal flip"),
     "augment.random_resized_crop": Field("bool", False, "Inception-style random resized crop"),
+    "augment.eval_ten_crop": Field("bool", False, "evaluate on AlexNet's 10 crops (corners, "
+                                   "centre, mirrored), softmax averaged; else a center crop"),
     "augment.pca_noise": Field("float", 0.0, "AlexNet PCA colour noise std (0 = off)",
                                check=_nonneg, expect=">= 0"),
     # -- optimizer -----------------------------------------------------------------------
@@ -291,6 +301,16 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if out.data.source == "image_folder" and not out.data.root:
         raise ConfigError("data.source='image_folder' needs data.root (a directory with "
                           "<split>/<class>/ image folders)")
+    if out.data.grayscale and out.data.source != "image_folder":
+        raise ConfigError("data.grayscale applies to data.source='image_folder' only")
+    if out.data.load_size is not None and out.data.source == "mnist":
+        raise ConfigError("data.load_size is for image_folder and tfds sources; MNIST images "
+                          "are all 28x28 (set data.load_size=None)")
+    if (out.data.load_size is not None and out.data.image_size is not None
+            and out.data.load_size < out.data.image_size):
+        raise ConfigError(f"data.load_size={out.data.load_size} is smaller than "
+                          f"data.image_size={out.data.image_size}; the network input is "
+                          "cropped from the loaded image, so load_size must be >= image_size")
     from jaxvision.models import list_models  # the registry fills on import
 
     if out.model.name not in list_models():

@@ -22,10 +22,16 @@ def make_source(config: ml_collections.ConfigDict, split: str) -> Any:
         if not root.is_dir():
             raise FileNotFoundError(f"data.root={d.root!r}: no folder {str(root)!r} for split "
                                     f"{split!r} (expected <root>/<split>/<class>/*.jpg)")
-        return data.ImageFolderSource(root)
+        return data.ImageFolderSource(root, image_size=d.load_size, on_error=d.on_error,
+                                      grayscale=d.grayscale)
     if d.source == "tfds":
-        return data.tfds_source(d.tfds_name, split, data_dir=d.root)
+        return data.tfds_source(d.tfds_name, split, data_dir=d.root, image_size=d.load_size)
     raise ValueError(f"unknown data.source {d.source!r}")
+
+
+def skipped_files(*sources: Any) -> list[str]:
+    """Sorted paths of the undecodable files the sources skipped (``data.on_error='skip'``)."""
+    return sorted({p for s in sources for p in getattr(s, "skipped_paths", ())})
 
 
 def class_names(source: Any) -> list[str] | None:

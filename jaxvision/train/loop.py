@@ -87,7 +87,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint) and evaluates.
 
     Returns ``{"step", "eval_loss", "eval_top1", "eval_top5", "eval_count",
-    "train_seconds", "preempted"}``; the final test accuracy is also printed.
+    "train_seconds", "preempted", "skipped_files"}`` (``skipped_files``: paths of the
+    undecodable images skipped with ``data.on_error='skip'``); the final test accuracy is
+    also printed.
     """
     config = validate(config)
     workdir = Path(workdir).absolute()
@@ -182,8 +184,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         manager.close()
 
     step = int(jax.device_get(state.step))
+    skipped = input_pipeline.skipped_files(train_source, eval_source)
     result: dict[str, Any] = {"step": step, "preempted": preempted,
-                              "train_seconds": time.perf_counter() - t0}
+                              "train_seconds": time.perf_counter() - t0,
+                              "skipped_files": skipped}
+    if skipped and is_main:
+        shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        print(f"skipped {len(skipped)} undecodable file(s) (data.on_error='skip'): {shown}",
+              flush=True)
     if not preempted:
         final = eval_metrics if eval_metrics is not None and step == total_steps else \
             evaluate(eval_fn, state, eval_loader, data_sharding)

@@ -54,10 +54,11 @@ def preprocess_train(config: ml_collections.ConfigDict, key: jax.Array,
         x = augment.random_crop(k_crop, x, size, aug.crop_padding)
     if aug.flip:
         x = augment.random_flip(k_flip, x)
-    x = _normalize(config, x)
     if aug.pca_noise > 0:
+        # Before normalization: the PCA eigenvalues are of raw RGB pixels (AlexNet, and
+        # fb.resnet.torch's Lighting before ColorNormalize).
         x = augment.pca_color_noise(k_color, x, aug.pca_noise)
-    return x
+    return _normalize(config, x)
 
 
 def preprocess_eval(config: ml_collections.ConfigDict, images: jax.Array,
@@ -105,26 +106,41 @@ def train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: Cal
     return new_state, metrics
 
 
+def _eval_log_probs(model: nn.Module, config: ml_collections.ConfigDict,
+                    size: tuple[int, int], state: TrainState, images: jax.Array) -> jax.Array:
+    """[B, K] float32 log-probabilities of ``images`` [B, H, W, C] uint8: one center crop,
+    or with ``augment.eval_ten_crop`` the log of the softmax averaged over AlexNet's 10
+    crops."""
+    variables = _variables(state, state.params)
+    if config.augment.eval_ten_crop:
+        def probs(crops: jax.Array) -> jax.Array:
+            logits = model.apply(variables, _normalize(config, crops), train=False)
+            return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+        return jnp.log(augment.ten_crop_average(probs, images, size))
+    logits = model.apply(variables, preprocess_eval(config, images, size), train=False)
+    return jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+
+
 def eval_step(model: nn.Module, config: ml_collections.ConfigDict, size: tuple[int, int],
               state: TrainState, batch: Batch) -> dict[str, jax.Array]:
     """Sums over the unmasked examples of ``batch``: ``loss``, ``top1``, ``top5``,
     ``count`` (float32 scalars; divide by ``count`` after summing all batches)."""
-    images = preprocess_eval(config, batch["image"], size)
-    logits = model.apply(_variables(state, state.params), images, train=False)
+    log_probs = _eval_log_probs(model, config, size, state, batch["image"])
     mask = batch["mask"].astype(jnp.float32)
     labels = batch["label"]
-    return {"loss": jnp.sum(losses.cross_entropy(logits, labels) * mask),
-            "top1": jnp.sum(losses.topk_correct(logits, labels, 1) * mask),
-            "top5": jnp.sum(losses.topk_correct(logits, labels, 5) * mask),
+    # log_softmax is shift-invariant, so cross_entropy of log-probabilities is -log p[label].
+    return {"loss": jnp.sum(losses.cross_entropy(log_probs, labels) * mask),
+            "top1": jnp.sum(losses.topk_correct(log_probs, labels, 1) * mask),
+            "top5": jnp.sum(losses.topk_correct(log_probs, labels, 5) * mask),
             "count": jnp.sum(mask)}
 
 
 def predict_step(model: nn.Module, config: ml_collections.ConfigDict, size: tuple[int, int],
                  state: TrainState, images: jax.Array) -> jax.Array:
-    """Softmax probabilities [B, K] float32 for ``images`` [B, H, W, C] uint8."""
-    logits = model.apply(_variables(state, state.params),
-                         preprocess_eval(config, images, size), train=False)
-    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    """Softmax probabilities [B, K] float32 for ``images`` [B, H, W, C] uint8 (10-crop
+    averaged with ``augment.eval_ten_crop``)."""
+    return jnp.exp(_eval_log_probs(model, config, size, state, images))
 
 
 def jit_train_step(mesh: Mesh, model: nn.Module, tx: optax.GradientTransformation,

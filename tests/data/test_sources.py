@@ -109,3 +109,47 @@ def test_image_folder_errors(tmp_path):
         ImageFolderSource(tmp_path)
     with pytest.raises(ValueError, match="on_error"):
         ImageFolderSource(tmp_path, on_error="ignore")
+
+
+def test_tfds_source_through_data_source_with_mock_data():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("array_record")
+    from jaxvision.data import TFDSSource, tfds_source
+
+    with tfds.testing.mock_data(num_examples=24):
+        src = tfds_source("mnist", "train")
+        assert isinstance(src, TFDSSource) and len(src) == 24
+        assert src.image_shape == (28, 28, 1) and src.num_classes == 10
+        assert src.classes == [str(i) for i in range(10)]
+        ex = src[5]
+        assert ex["image"].shape == (28, 28, 1) and ex["image"].dtype == np.uint8
+        assert 0 <= ex["label"] < 10
+        np.testing.assert_array_equal(src[5]["image"], ex["image"])  # random access
+        with pytest.raises(IndexError, match="out of range"):
+            src[24]
+        batches = list(DataLoader(src, 10, num_epochs=1, pad_final=True, shuffle=False,
+                                  shard_index=0, shard_count=1))
+        assert [int(b["mask"].sum()) for b in batches] == [10, 10, 4]
+        np.testing.assert_array_equal(batches[0]["image"][5], ex["image"])
+        # Variable-size data is resized on load so batches are static-shaped.
+        small = tfds_source("cifar10", "test", image_size=(16, 12))
+        assert small.image_shape == (16, 12, 3) and small[0]["image"].shape == (16, 12, 3)
+        with pytest.raises(KeyError, match="no feature 'img'"):
+            tfds_source("mnist", "train", image_key="img")
+
+
+def test_tfds_source_without_tensorflow_datasets_says_how_to_install(monkeypatch):
+    import builtins
+
+    from jaxvision.data import tfds_source
+
+    real_import = builtins.__import__
+
+    def no_tfds(name, *args, **kwargs):
+        if name.startswith("tensorflow_datasets"):
+            raise ImportError("No module named 'tensorflow_datasets'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tfds)
+    with pytest.raises(ImportError, match="pip install"):
+        tfds_source("mnist", "train")

@@ -70,3 +70,53 @@ def test_batch_size_must_split_over_devices(tmp_path, monkeypatch):
         sharding.check_batch_size(5, type("M", (), {"devices": np.zeros(2)})(),
                                   "eval_batch_size")
     assert sharding.check_batch_size(32, mesh) == 32
+
+
+def test_tfds_source_trains_end_to_end(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("array_record")
+    config = _config("data.source=tfds", "data.tfds_name=mnist", "num_train_steps=4",
+                     "eval_every_steps=4", "eval_batch_size=48")
+    with tfds.testing.mock_data(num_examples=100):
+        result = train(config, tmp_path)
+    assert result["step"] == 4 and result["eval_count"] == 100
+    assert np.isfinite(result["eval_loss"])
+    assert (tmp_path / "classes.json").read_text() == '["0", "1", "2", "3", "4", "5", "6", ' \
+                                                      '"7", "8", "9"]'
+
+
+def _digit_folder(root):
+    """A tiny real image folder: 3 classes x 12 MNIST digits per split, as PNG files."""
+    from PIL import Image
+
+    from jaxvision.data import mnist_source
+
+    src = mnist_source("test")
+    for split, offset in (("train", 0), ("test", 100)):
+        for cls in range(3):
+            folder = root / split / f"digit{cls}"
+            folder.mkdir(parents=True)
+            rows = np.flatnonzero(src.labels == cls)[offset:offset + 12]
+            for i, r in enumerate(rows):
+                Image.fromarray(src.images[r][..., 0]).save(folder / f"{i:02d}.png")
+    return root
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_corrupt_image_raises_naming_it_or_is_skipped_and_counted(tmp_path, on_error):
+    from jaxvision.data import ImageDecodeError
+
+    root = _digit_folder(tmp_path / "data")
+    bad = root / "test" / "digit1" / "05.png"
+    bad.write_bytes(bad.read_bytes()[:40])  # truncated PNG
+    config = _config("data.source=image_folder", f"data.root={root}", "model.num_classes=3",
+                     "data.grayscale=True",
+                     f"data.on_error={on_error}", "num_train_steps=2", "eval_every_steps=2",
+                     "batch_size=8", "eval_batch_size=12")
+    if on_error == "raise":
+        with pytest.raises(ImageDecodeError, match=str(bad)):
+            train(config, tmp_path / "run")
+        return
+    result = train(config, tmp_path / "run")
+    assert result["skipped_files"] == [str(bad)]
+    assert result["eval_count"] == 36  # random access keeps the count: the next file stands in

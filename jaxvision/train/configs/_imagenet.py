@@ -1,8 +1,9 @@
 """The ImageNet recipe shared by the ILSVRC-2012 experiments (Flax ``examples/imagenet``):
 SGD with Nesterov momentum, learning rate ``0.1 * batch / 256`` with 5 warmup epochs and a
 cosine decay, weight decay 1e-4 on kernels, random resized crop + flip, bfloat16 compute
-with float32 parameters, data from TFDS ``imagenet2012`` (which must be prepared in
-``data.root`` beforehand: it cannot be downloaded automatically).
+with float32 parameters, images resized to 256x256 on load, data from TFDS
+``imagenet2012`` (which must be prepared in ``data.root`` beforehand: it cannot be
+downloaded automatically).
 """
 
 import ml_collections
@@ -28,6 +29,10 @@ def imagenet_config(model: str, *, batch_size: int = 1024, num_epochs: int = 100
     config.data.root = None  # TFDS data_dir; None = TFDS's default (~/tensorflow_datasets)
     config.data.train_split = "train"
     config.data.eval_split = "validation"
+    # ImageNet images vary in size; batches must be static-shaped, so every image is
+    # resized to 256x256 on load and the 224x224 input is cropped from it (random resized
+    # crop for training, center crop for evaluation), as AlexNet's 256x256 preprocessing.
+    config.data.load_size = 256
     config.data.image_size = 224
     config.data.mean = IMAGENET_MEAN
     config.data.std = IMAGENET_STD

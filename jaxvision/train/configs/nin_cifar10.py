@@ -8,8 +8,8 @@ The data is the lossy JPEG re-encoding of CIFAR-10 in ``/work/shared/data/cifar1
 
 import ml_collections
 
-from jaxvision.train.configs.resnet20_cifar10 import CIFAR10_MEAN, CIFAR10_STD
 from jaxvision.train.config import default_config
+from jaxvision.train.configs.resnet20_cifar10 import CIFAR10_MEAN, CIFAR10_STD
 
 
 def get_config() -> ml_collections.ConfigDict:
