@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxvision.ops._checks import check_boxes, check_floating, check_rank
+from jaxvision.ops._numerics import divide
 
 __all__ = [
     "BoxCoder",
@@ -401,10 +402,11 @@ class BoxCoder:
         ctr_y = boxes[:, 1] + 0.5 * heights
 
         wx, wy, ww, wh = self.weights
-        dx = rel_codes[:, 0::4] / wx
-        dy = rel_codes[:, 1::4] / wy
-        dw = rel_codes[:, 2::4] / ww
-        dh = rel_codes[:, 3::4] / wh
+        # True divisions (torch divides; XLA would multiply by a rounded reciprocal).
+        dx = divide(rel_codes[:, 0::4], wx)
+        dy = divide(rel_codes[:, 1::4], wy)
+        dw = divide(rel_codes[:, 2::4], ww)
+        dh = divide(rel_codes[:, 3::4], wh)
         # Prevents exp overflow for wild predictions (torch.clamp(max=...): gradient passes
         # at and below the clip value).
         dw = jnp.where(dw <= self.bbox_xform_clip, dw, self.bbox_xform_clip)

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxvision.ops._checks import check_floating, check_rank
+from jaxvision.ops._numerics import divide
 
 __all__ = ["RoIAlign", "roi_align"]
 
@@ -132,7 +133,10 @@ def bucketed_map(branches: list[Callable[[Any], jax.Array]], bucket: jax.Array, 
 
 def crop_windows(features: jax.Array, batch: jax.Array, y0: jax.Array, x0: jax.Array,
                  win: tuple[int, int]) -> jax.Array:
-    """``features[batch[k], y0[k]:y0[k]+win_h, x0[k]:x0[k]+win_w, :]`` -> ``[k, win_h, win_w, C]``."""
+    """Crops ``features[batch[k], y0[k]:y0[k]+win_h, x0[k]:x0[k]+win_w, :]``.
+
+    Returns ``[k, win_h, win_w, C]``.
+    """
     c = features.shape[-1]
 
     def one(b: jax.Array, y: jax.Array, x: jax.Array) -> jax.Array:
@@ -173,7 +177,7 @@ def _axis_weights(start: jax.Array, bin_size: jax.Array, grid: jax.Array, pooled
     i0 = jnp.where(grid[:, None] > samples,
                    jnp.clip(first, 0, (grid[:, None] - samples).astype(dt)), 0.0)
     i = i0[..., None] + jnp.arange(samples, dtype=dt)  # [k, P, S]
-    y = base[..., None] + ((i + 0.5) * bs[..., None]) / g[..., None]
+    y = base[..., None] + divide((i + 0.5) * bs[..., None], g[..., None])
     valid = (i < g[..., None]) & (y >= -1.0) & (y <= size)
     y = jnp.maximum(y, 0.0)
     low = jnp.floor(jnp.minimum(y, size)).astype(jnp.int32)
@@ -200,7 +204,7 @@ def roi_align(
     sampling_ratio: int = -1,
     aligned: bool = False,
     *,
-    roi_chunk: int = 64,
+    roi_chunk: int = 8,
 ) -> jax.Array:
     """``torchvision.ops.roi_align`` on NHWC features.
 
@@ -211,7 +215,8 @@ def roi_align(
       spatial_scale: feature-map size / image size (``1/16`` for a stride-16 map).
       sampling_ratio: samples per bin per axis; ``<= 0`` means adaptive ``ceil(roi / out)``.
       aligned: shift boxes by -0.5 pixel (Detectron2's ``ROIAlignV2``).
-      roi_chunk: RoIs per chunk of the size-bucketed loop (speed only, never results).
+      roi_chunk: RoIs per chunk of the size-bucketed loop (speed only, never results);
+        small chunks waste little on a chunk's largest RoI (8 was fastest on CPU).
     Returns:
       ``[K, oh, ow, C]`` in ``features.dtype``.
     """
@@ -234,13 +239,13 @@ def roi_align(
     rw, rh = ex - sx, ey - sy
     if not aligned:
         rw, rh = jnp.maximum(rw, 1.0), jnp.maximum(rh, 1.0)
-    bin_h, bin_w = rh / oh, rw / ow
+    bin_h, bin_w = divide(rh, oh), divide(rw, ow)
     if sampling_ratio > 0:
         gh = jnp.full((k,), sampling_ratio, jnp.int32)
         gw = gh
     else:
-        gh = jnp.clip(jnp.ceil(rh / oh), -1, 2**30).astype(jnp.int32)
-        gw = jnp.clip(jnp.ceil(rw / ow), -1, 2**30).astype(jnp.int32)
+        gh = jnp.clip(jnp.ceil(bin_h), -1, 2**30).astype(jnp.int32)
+        gw = jnp.clip(jnp.ceil(bin_w), -1, 2**30).astype(jnp.int32)
     count = jnp.maximum(gh * gw, 1).astype(cdt)
     lo_h, ext_h = _sample_extent(sy, bin_h, gh, oh, h)
     lo_w, ext_w = _sample_extent(sx, bin_w, gw, ow, w)
@@ -257,7 +262,7 @@ def roi_align(
             wy = _axis_weights(a["sy"], a["bin_h"], a["gh"], oh, h, y0, win[0], s_h)
             wx = _axis_weights(a["sx"], a["bin_w"], a["gw"], ow, w, x0, win[1], s_w)
             crop = crop_windows(features, a["batch"], y0, x0, win)
-            wy = (wy / a["count"][:, None, None]).astype(features.dtype)
+            wy = divide(wy, a["count"][:, None, None]).astype(features.dtype)
             t = jnp.einsum("kph,khwc->kpwc", wy, crop, precision=_HIGHEST)
             return jnp.einsum("kqw,kpwc->kpqc", wx.astype(features.dtype), t,
                               precision=_HIGHEST)

@@ -1,0 +1,41 @@
+"""Parity of :mod:`jaxvision.ops.anchors` with torchvision's ``AnchorGenerator``."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+import torch
+from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchorGenerator
+from torchvision.models.detection.image_list import ImageList
+
+from jaxvision.ops import AnchorGenerator
+
+
+@pytest.mark.parametrize("sizes, ratios, image, grids", [
+    (((128, 256, 512),), ((0.5, 1.0, 2.0),), (800, 1088), [(50, 68)]),
+    (((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5, (800, 1216),
+     [(200, 304), (100, 152), (50, 76), (25, 38), (13, 19)]),
+    (((23, 45.5), (37,)), ((0.3, 1.7, 3.0), (0.25,)), (97, 131), [(13, 17), (4, 9)]),
+    ((16, 33), (0.5, 1.0), (64, 80), [(8, 10), (3, 4)]),  # flat form; stride from //
+])
+def test_matches_torchvision(sizes, ratios, image, grids):
+    tv = TVAnchorGenerator(sizes, ratios)
+    images = ImageList(torch.zeros(2, 3, *image), [image, image])
+    feats = [torch.zeros(2, 4, *g) for g in grids]
+    ref = tv(images, feats)
+    gen = AnchorGenerator(sizes, ratios)
+    out = jax.jit(gen)(np.zeros((2, *image, 3), np.float32),
+                       [np.zeros((2, *g, 4), np.float32) for g in grids])
+    assert out.shape == (2, *ref[0].shape)
+    for i in range(2):
+        np.testing.assert_array_equal(np.asarray(out[i]), ref[i].numpy())
+    assert gen.num_anchors_per_location() == tv.num_anchors_per_location()
+
+
+def test_errors():
+    gen = AnchorGenerator()
+    with pytest.raises(ValueError, match="rank 4"):
+        gen(np.zeros((8, 8, 3), np.float32), [np.zeros((1, 2, 2, 4), np.float32)])
+    with pytest.raises(ValueError, match="levels"):
+        gen.anchors((64, 64), [(4, 4), (2, 2)])
