@@ -15,14 +15,13 @@ come out as fixed-size padded arrays with a count.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxvision.ops.nms import batched_nms
+from jaxvision.ops.nms import batched_nms, nms
 
 
 class Detections(NamedTuple):
@@ -99,22 +98,33 @@ def naive_window_scores(
 
 def dense_window_scores(
     fcn_apply: Callable[[jax.Array], jax.Array], image: jax.Array, window: int, stride: int,
+    *, network_stride: int | None = None,
 ) -> jax.Array:
     """Scores of the same window grid from one pass of a convolutionized classifier.
 
     Args:
       fcn_apply: ``[1, H, W, C] -> [1, h, w, K]`` (a convolutionized model).
       image: ``[H, W, C] float32``.
+      window: the classifier's input size.
+      stride: pixels between windows: the network stride, or (with ``network_stride`` given)
+        any multiple of it, in which case every ``stride // network_stride``-th output is
+        kept (the convolution computes the finer grid anyway; coarser is a subsample).
+      network_stride: the model's output stride (:func:`jaxvision.models.network_stride`);
+        None means ``stride`` is it.
     Returns:
-      ``[gh, gw, K]`` logits; equal to :func:`naive_window_scores` when the conv stack has no
-      padding and ``stride`` is the network stride.
+      ``[gh, gw, K]`` logits; equal to :func:`naive_window_scores` with the same window and
+      stride when the conv stack has no padding.
     """
     gh, gw = grid_size(image.shape[:2], window, stride)
-    out = fcn_apply(image[None])[0]
+    net = stride if network_stride is None else network_stride
+    if stride % net:
+        raise ValueError(f"stride {stride} is not a multiple of the network stride {net}: "
+                         "a convolutional pass only scores windows on its own grid")
+    out = fcn_apply(image[None])[0][::stride // net, ::stride // net]
     if out.shape[:2] != (gh, gw):
         raise ValueError(f"the convolutional classifier gives a {out.shape[0]}x{out.shape[1]} "
                          f"map but the {window}/{stride} window grid is {gh}x{gw}: is "
-                         f"{stride} the network stride?")
+                         f"{net} the network stride?")
     return out
 
 
@@ -122,6 +132,7 @@ def detect(
     fcn_apply: Callable[[jax.Array], jax.Array], image: jax.Array, *, window: int,
     stride: int, scales: Sequence[float] = (1.0,), background: int | None = None,
     score_threshold: float = 0.5, iou_threshold: float = 0.3, max_detections: int = 100,
+    network_stride: int | None = None, class_agnostic: bool = False,
 ) -> Detections:
     """Multi-scale sliding-window detection with a convolutionized classifier.
 
@@ -133,9 +144,17 @@ def detect(
       fcn_apply: ``[1, H, W, C] -> [1, h, w, K]`` logits, e.g.
         ``jax.jit(lambda x: fcn.apply(fcn_vars, x))``.
       image: ``[H, W, C] float32``, preprocessed as the classifier expects.
-      window, stride: the classifier's input size and the network stride.
+      window, stride: the classifier's input size and the window stride (in the resized
+        image): the network stride, or a multiple of ``network_stride``.
       scales: image resize factors (a digit of size ``window / s`` is found at scale ``s``).
       background: index of the background class, excluded from labels (None: none).
+      score_threshold: windows below this probability are dropped.
+      iou_threshold: NMS threshold (strictly greater IoU suppresses).
+      max_detections: rows of the output (static).
+      network_stride: see :func:`dense_window_scores`.
+      class_agnostic: one NMS over all classes (objects that do not overlap, e.g. digits in
+        :mod:`jaxvision.data.scenes`, so two labels on one object are one false positive)
+        instead of one NMS per class.
     Returns:
       :class:`Detections` with ``max_detections`` rows.
     """
@@ -144,7 +163,9 @@ def detect(
     for s in scales:
         size = scaled_size(hw, s)
         img = jax.image.resize(image, (*size, image.shape[-1]), "bilinear") if s != 1 else image
-        probs = jax.nn.softmax(dense_window_scores(fcn_apply, img, window, stride), axis=-1)
+        scores = dense_window_scores(fcn_apply, img, window, stride,
+                                     network_stride=network_stride)
+        probs = jax.nn.softmax(scores, axis=-1)
         probs = probs.reshape(-1, probs.shape[-1])
         if background is not None:
             probs = probs.at[:, background].set(-1.0)
@@ -155,21 +176,29 @@ def detect(
         ratio = (size[0] / hw[0] + size[1] / hw[1]) / 2
         all_boxes.append(window_boxes(grid, window, stride, ratio))
     return select(jnp.concatenate(all_boxes), jnp.concatenate(all_scores),
-                  jnp.concatenate(all_labels), score_threshold, iou_threshold, max_detections)
+                  jnp.concatenate(all_labels), score_threshold, iou_threshold, max_detections,
+                  class_agnostic=class_agnostic)
 
 
-@functools.partial(jax.jit, static_argnames=("max_detections",))
+@functools.partial(jax.jit, static_argnames=("max_detections", "class_agnostic"))
 def select(boxes: jax.Array, scores: jax.Array, labels: jax.Array, score_threshold: float,
-           iou_threshold: float, max_detections: int) -> Detections:
-    """Thresholds scores and runs per-class NMS; a static-shape step.
+           iou_threshold: float, max_detections: int, class_agnostic: bool = False
+           ) -> Detections:
+    """Thresholds scores and runs NMS (per class, or over all); a static-shape step.
 
     Args:
-      boxes: ``[M, 4]``; scores: ``[M]``; labels: ``[M] int32``.
+      boxes: ``[M, 4] float32`` (x1, y1, x2, y2); scores: ``[M] float32``; labels:
+        ``[M] int32``.
+    Returns:
+      :class:`Detections` with ``max_detections`` rows, in descending score order.
     """
     keep_mask = scores >= score_threshold
     # Below-threshold boxes get a score under every kept one and are cut by the count below.
     masked = jnp.where(keep_mask, scores, -1.0)
-    idx, _ = batched_nms(boxes, masked, labels, iou_threshold, max_detections)
+    if class_agnostic:
+        idx, _ = nms(boxes, masked, iou_threshold, max_detections)
+    else:
+        idx, _ = batched_nms(boxes, masked, labels, iou_threshold, max_detections)
     valid = (idx >= 0) & (masked[jnp.maximum(idx, 0)] >= score_threshold)
     safe = jnp.maximum(idx, 0)
     count = jnp.sum(valid).astype(jnp.int32)

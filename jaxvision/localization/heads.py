@@ -120,3 +120,28 @@ def localizer_from_classifier(
         if col != "params":
             out[col] = {"backbone": tree}
     return loc, out
+
+
+def classifier_from_localizer(model: nn.Module, variables: dict) -> dict:
+    """The classifier's own variables out of a :class:`Localizer`'s (the regressor dropped).
+
+    The inverse of :func:`localizer_from_classifier`: after training (stage
+    ``"classifier"`` or ``"joint"``) the result applies with ``model`` itself, so it can be
+    evaluated, saved or convolutionized (:func:`jaxvision.models.convolutionize`).
+
+    Args:
+      model: the zoo classifier the localizer was made from.
+      variables: the localizer's variables (``params/backbone``, ``params/<dense>``,
+        ``params/regressor.*`` and optionally ``batch_stats/backbone``).
+    Returns:
+      ``model``'s variables: ``{"params": {conv layers..., dense layers...}, ...}``.
+    """
+    spec = _spec(model)
+    params = dict(variables["params"]["backbone"])
+    for d in spec.dense:
+        params[d] = variables["params"][d]
+    out = {"params": params}
+    for col, tree in variables.items():
+        if col != "params":
+            out[col] = tree["backbone"]
+    return out

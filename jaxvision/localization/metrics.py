@@ -9,7 +9,12 @@ from jaxvision.ops.boxes import box_iou
 
 
 def paired_iou(a: jax.Array, b: jax.Array) -> jax.Array:
-    """IoU of matching rows: ``a, b: [N, 4]`` (x1, y1, x2, y2) -> ``[N]``."""
+    """IoU of matching rows: ``a, b: [N, 4]`` (x1, y1, x2, y2), any real dtype -> ``[N] float32``.
+
+    Integer boxes (pixel coordinates) are accepted: they are cast to float32 first, since
+    :func:`jaxvision.ops.box_iou` (rightly) refuses integer division.
+    """
+    a, b = jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
     return jax.vmap(lambda p, q: box_iou(p[None], q[None])[0, 0])(a, b)
 
 
@@ -20,8 +25,9 @@ def localization_correct(pred_labels: jax.Array, pred_boxes: jax.Array,
 
     Args:
       pred_labels: ``[N, k] int`` (top-k guesses; ``k = 1`` or 5 in ILSVRC).
-      pred_boxes: ``[N, k, 4]``, one box per guess.
-      gt_labels: ``[N] int``; gt_boxes: ``[N, 4]``.
+      pred_boxes: ``[N, k, 4]`` (x1, y1, x2, y2), one box per guess; ``[N]`` / ``[N, 4]``
+        for a single guess.
+      gt_labels: ``[N] int``; gt_boxes: ``[N, 4]`` in the same units as ``pred_boxes``.
     Returns:
       ``[N] bool``.
     """

@@ -2,10 +2,15 @@
 Convolutional Networks" (Sermanet, Eigen, Zhang, Mathieu, Fergus, LeCun; ICLR 2014).
 
 Two models (the paper's Tables 1 and 3). No LRN, non-overlapping pooling, no padding in the
-first two layers, so the conv stack is a pure sliding-window computation: at test time the
-network is run fully convolutionally over larger images (:func:`jaxvision.models.convolutionize`)
-with the paper's offset ("dense") max-pooling over the last pooling layer
-(:mod:`jaxvision.dense.overfeat`).
+first two layers. At test time the network is run fully convolutionally over larger images
+(:func:`jaxvision.models.convolutionize`) with the paper's offset ("dense") max-pooling over
+the last pooling layer (:mod:`jaxvision.dense.overfeat`).
+
+The paper's layers 3-5 (3-6 accurate) are zero-padded by 1 pixel, as here. So the dense
+evaluation equals the classifier applied to every window of the big image's *conv map*, but
+not exactly to the matching input crop: a crop's 3x3 convolutions see zero padding at the
+crop's border where the big image's see real neighbours (the tests check both facts; without
+that padding the dense output equals crop-and-classify exactly, as for LeNet-5).
 
 =========  ==========================================  ==========================================
 layer      fast (input 231x231)                        accurate (input 221x221)

@@ -36,6 +36,16 @@ def test_dense_scores_equal_naive_crops(lenet11):
     np.testing.assert_allclose(np.asarray(dense), np.asarray(naive), atol=1e-5)
     with pytest.raises(ValueError, match="network stride"):
         dense_window_scores(jax.jit(lambda x: fcn.apply(fv, x)), image, 28, 8)
+    # A coarser stride (a multiple of the network's) keeps every other output.
+    naive8 = naive_window_scores(jax.jit(lambda x: model.apply(v, x)), image, 28, 8,
+                                 batch_size=64)
+    dense8 = dense_window_scores(jax.jit(lambda x: fcn.apply(fv, x)), image, 28, 8,
+                                 network_stride=4)
+    assert dense8.shape == (8, 10, 11)
+    np.testing.assert_allclose(np.asarray(dense8), np.asarray(naive8), atol=1e-5)
+    with pytest.raises(ValueError, match="not a multiple"):
+        dense_window_scores(jax.jit(lambda x: fcn.apply(fv, x)), image, 28, 6,
+                            network_stride=4)
 
 
 def test_window_geometry():
@@ -60,6 +70,13 @@ def test_select_thresholds_and_suppresses():
     assert (tp, n, g) == (2, 2, 2)
     tp, _, _ = precision_recall(d, np.array([[0, 0, 10, 10.]]), np.array([7]), 1)
     assert tp == 0
+    # Class-agnostic NMS: the label-3 box on top of the label-1 box goes too.
+    boxes = boxes.at[3].set(jnp.array([0, 0, 10, 9.]))
+    scores = scores.at[3].set(0.6)
+    per_class = select(boxes, scores, labels, 0.5, 0.5, 5)
+    agnostic = select(boxes, scores, labels, 0.5, 0.5, 5, class_agnostic=True)
+    assert int(per_class.count) == 3 and int(agnostic.count) == 2
+    np.testing.assert_array_equal(np.asarray(agnostic.labels)[:2], [1, 2])
 
 
 def test_detect_shapes_and_scales(lenet11):

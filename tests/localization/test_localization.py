@@ -10,6 +10,7 @@ from jaxvision.data import mnist_source
 from jaxvision.data.scenes import make_scenes
 from jaxvision.localization import (
     class_boxes,
+    classifier_from_localizer,
     digit_keypoints,
     fit,
     l2_loss,
@@ -54,6 +55,10 @@ def test_from_classifier_keeps_logits():
     logits, reg = loc.apply(lv, x)
     np.testing.assert_allclose(np.asarray(logits), np.asarray(model.apply(v, x)), atol=1e-6)
     np.testing.assert_array_equal(np.asarray(reg), 0.0)
+    # And back: the classifier's own variables, the regressor dropped.
+    back = classifier_from_localizer(model, lv)
+    assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(v)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, back, v)
 
 
 def test_stages_freeze_the_right_partition(scenes):

@@ -20,6 +20,18 @@ def _init(model, shape, seed=0):
                       jnp.zeros((1, *shape)))
 
 
+def _dense_head(model, v, window_feats):
+    """The classifier's dense layers, written out by hand, on ``[N, h, w, C]`` conv maps."""
+    spec = model.convolutionize_spec
+    f = window_feats.reshape(window_feats.shape[0], -1)  # NHWC flatten, as the zoo models
+    for i, d in enumerate(spec.dense):
+        p = v["params"][d]
+        f = jnp.dot(f, p["kernel"], precision="highest") + p["bias"]
+        if i < len(spec.dense) - 1:
+            f = spec.activation(f)
+    return f
+
+
 def test_lenet5_equals_crops_at_every_position():
     model = get_model("lenet5")
     v = _init(model, (28, 28, 1))
@@ -38,6 +50,12 @@ def test_lenet5_equals_crops_at_every_position():
                            for i, j in zip(ys.ravel(), xs.ravel(), strict=True)])
         ref = np.asarray(model.apply(v, crops)).reshape(maps.shape)
         np.testing.assert_allclose(maps, ref, atol=1e-5)
+        # ... and the dense layers applied to each 4x4 window of the big image's conv map.
+        feats = model.apply(v, x, method="features")
+        wins = jnp.stack([feats[0, i:i + 4, j:j + 4]
+                          for i, j in zip(ys.ravel(), xs.ravel(), strict=True)])
+        np.testing.assert_allclose(maps, np.asarray(_dense_head(model, v, wins)).reshape(
+            maps.shape), atol=1e-5)
 
 
 def test_lenet5_tanh_keeps_its_activation():
@@ -93,14 +111,22 @@ def test_dense_evaluation_equals_torchvision_windows(name, window, sizes):
     x224 = torch.randn(1, 3, 224, 224)
     with torch.inference_mode():
         ref224 = tv(x224).numpy()
-    np.testing.assert_allclose(np.asarray(apply(fv, nchw_to_nhwc(x224)))[:, 0, 0], ref224,
-                               atol=1e-4)
+    out224 = np.asarray(apply(fv, nchw_to_nhwc(x224)))[:, 0, 0]
+    # The same weights in jaxvision's own classifier: equal to float32 round-off.
+    np.testing.assert_allclose(out224, np.asarray(model.apply(v, nchw_to_nhwc(x224))),
+                               atol=1e-5)
+    np.testing.assert_allclose(out224, ref224, atol=1e-4)
     for hw in sizes:
         x = torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(hw[1]))
         out = np.asarray(apply(fv, nchw_to_nhwc(x)))[0]
         assert out.shape[0] > 1 and out.shape[1] > 1
         ref = _torch_windows(tv, x, out.shape[:2], window)
         np.testing.assert_allclose(out, ref, atol=1e-4)
+    # Padded convs: the window at (0, 0) of the big image is not the classifier on that crop
+    # (the crop's convs see zero padding at its right/bottom border), as the docs say.
+    with torch.inference_mode():
+        crop = tv(x[:, :, :224, :224]).numpy()[0]
+    assert np.abs(out[0, 0] - crop).max() > 0.01 * np.abs(crop).max()
 
 
 def test_refuses_models_without_dense_head():
