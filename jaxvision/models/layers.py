@@ -93,7 +93,8 @@ class BatchNorm(nn.Module):
       use_running_average: evaluation mode (use ``batch_stats``) when True.
       momentum: torch-style momentum of the running statistics.
       epsilon: added to the variance.
-      dtype: computation dtype; statistics are always computed in float32.
+      dtype: computation dtype; statistics are computed in float32 (float64 for float64
+        input, so that a float64 model is float64 throughout).
       param_dtype: dtype of ``scale`` and ``bias``.
 
     Variables: ``params/{scale, bias}: [C]``, ``batch_stats/{mean, var}: [C]`` float32.
@@ -113,11 +114,13 @@ class BatchNorm(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype)
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        # At least float32 (bf16/f16 statistics lose digits), but never below the input.
+        ct = jnp.promote_types(x.dtype, jnp.float32)
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
             axes = tuple(range(x.ndim - 1))
-            xf = x.astype(jnp.float32)
+            xf = x.astype(ct)
             mean = jnp.mean(xf, axis=axes)
             # Two-pass variance: the one-pass E[x^2]-E[x]^2 loses digits torch keeps.
             var = jnp.mean(jnp.square(xf - mean), axis=axes)
@@ -125,10 +128,11 @@ class BatchNorm(nn.Module):
                 n = math.prod(x.shape[:-1])
                 unbiased = var * (n / max(n - 1, 1))
                 m = self.momentum
-                ra_mean.value = (1.0 - m) * ra_mean.value + m * mean
-                ra_var.value = (1.0 - m) * ra_var.value + m * unbiased
-        inv = jax.lax.rsqrt(var + self.epsilon) * scale.astype(jnp.float32)
-        y = (x.astype(jnp.float32) - mean) * inv + bias.astype(jnp.float32)
+                dt = ra_mean.value.dtype  # the statistics keep their dtype across steps
+                ra_mean.value = ((1.0 - m) * ra_mean.value + m * mean).astype(dt)
+                ra_var.value = ((1.0 - m) * ra_var.value + m * unbiased).astype(dt)
+        inv = jax.lax.rsqrt(var + self.epsilon) * scale.astype(ct)
+        y = (x.astype(ct) - mean) * inv + bias.astype(ct)
         return y.astype(self.dtype)
 
 

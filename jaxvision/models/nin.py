@@ -72,9 +72,10 @@ def min_input_size(blocks: Sequence[Block]) -> int:
     size = 1
     for convs, pool, _ in reversed(blocks):
         if pool is not None:
-            # A 3x3 stride-2 ceil-mode pool needs 2n inputs for n >= 2 outputs (torch drops
-            # a last window that would start past the input) and 3 inputs for one output.
-            size = 3 if size == 1 else 2 * size
+            # A 3x3 stride-2 ceil-mode pool gives n outputs from 2n inputs: ceil mode lets
+            # the last window hang past the input (torch only drops a window that would
+            # *start* past it), so even one output needs just 2 inputs.
+            size = 2 * size
         for _, _, k, s, p in reversed(convs):
             size = (size - 1) * s + k - 2 * p
     return size

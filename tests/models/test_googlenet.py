@@ -7,7 +7,6 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 import torch
 import torchvision
@@ -16,13 +15,10 @@ from jaxvision.models import get_model
 from jaxvision.models.googlenet import GoogLeNetOutputs
 from jaxvision.weights.convert import variable_shapes
 from tests.torch_parity import (
-    converted,
     count_params,
     eval_parity,
-    grads_to_flax,
-    max_rel_err,
-    nchw_to_nhwc,
     realistic_batchnorm,
+    train_parity,
 )
 
 
@@ -51,52 +47,35 @@ def test_eval_logits_match_torchvision(hw, transform):
     assert err <= max(1e-4, 10 * noise), (err, noise)
 
 
-@pytest.fixture(scope="module")
-def train_step_pair():
-    """One training-mode forward + backward in both frameworks, dropouts at 0."""
-    tv = realistic_batchnorm(tv_googlenet(dropout=0.0, dropout_aux=0.0)).train()
-    model = get_model("googlenet", dropout=0.0, dropout_aux=0.0)
-    variables = converted(model, tv)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 3, 112, 144, generator=g, requires_grad=True)
-    cot = [torch.randn(2, 1000, generator=g) for _ in range(3)]
-
-    out = tv(x)
-    loss = sum((o * c).sum() for o, c in zip(out, cot, strict=True))
-    loss.backward()
-    torch_after = converted(model, tv)["batch_stats"]
-
-    def loss_fn(params, x):
-        out, updates = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
-                                   x, train=True, mutable=["batch_stats"])
-        loss = sum(jnp.sum(o * jnp.asarray(c.numpy())) for o, c in zip(out, cot, strict=True))
-        return loss, (out, updates["batch_stats"])
-
-    grad_fn = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True))
-    (_, (jout, jstats)), (gparams, gx) = grad_fn(variables["params"], nchw_to_nhwc(x))
-    return dict(tv=tv, model=model, x=x, out=out, torch_after=torch_after, jout=jout,
-                jstats=jstats, gparams=gparams, gx=gx)
+def test_train_step_matches_torchvision():
+    """float32 train mode: the three outputs (logits, aux2, aux1) and the updated stats."""
+    tv = realistic_batchnorm(tv_googlenet(dropout=0.0, dropout_aux=0.0))
+    x = torch.randn(2, 3, 112, 144, generator=torch.Generator().manual_seed(1))
+    errs = train_parity(get_model("googlenet", dropout=0.0, dropout_aux=0.0), tv, x)
+    assert errs["stats_moved"] > 1e-3  # the update must move the statistics
+    assert errs["logits_abs"] < 1e-4
+    assert errs["stats_abs"] < 1e-4
 
 
-def test_train_mode_outputs_match_torchvision(train_step_pair):
-    out, jout = train_step_pair["out"], train_step_pair["jout"]
-    assert isinstance(jout, GoogLeNetOutputs)
-    for name in GoogLeNetOutputs._fields:  # logits, aux_logits2, aux_logits1
-        ref = getattr(out, name).detach().numpy()
-        np.testing.assert_allclose(np.asarray(getattr(jout, name)), ref, atol=1e-4, rtol=0,
-                                   err_msg=name)
+def test_gradients_match_torchvision():
+    """Gradients with respect to the parameters and the input, in float64.
 
-
-def test_train_mode_batch_stats_match_torchvision(train_step_pair):
-    got, ref = train_step_pair["jstats"], train_step_pair["torch_after"]
-    errs = jax.tree_util.tree_map(lambda a, b: float(np.abs(np.asarray(a) - b).max()), got, ref)
-    assert max(jax.tree_util.tree_leaves(errs)) < 1e-4
-
-
-def test_gradients_match_torchvision(train_step_pair):
-    p = train_step_pair
-    assert max_rel_err(p["gparams"], grads_to_flax(p["model"], p["tv"])) < 1e-4
-    assert max_rel_err(p["gx"], nchw_to_nhwc(p["x"].grad)) < 1e-4
+    Why float64: in float32, rounding differences of ~1e-6 flip the odd ReLU whose input
+    sits within that of zero, and in a 57-conv net at batch 2 one flipped gate in a deep,
+    small feature map moves whole gradient leaves by percents. torch's own float32
+    gradients differ from its float64 ones by ~2% (max relative, same setup), so a 1e-4
+    comparison of float32 gradients cannot pass for any implementation. In float64 the
+    gates agree and the comparison checks the backward pass itself (measured ~1e-7).
+    """
+    tv = realistic_batchnorm(tv_googlenet(dropout=0.0, dropout_aux=0.0)).double()
+    x = torch.randn(2, 3, 112, 144, generator=torch.Generator().manual_seed(1),
+                    dtype=torch.float64)
+    model = get_model("googlenet", dropout=0.0, dropout_aux=0.0, dtype=jnp.float64,
+                      param_dtype=jnp.float64)
+    errs = train_parity(model, tv, x, with_grads=True)
+    assert errs["grad_params_rel"] < 1e-4
+    assert errs["grad_input_rel"] < 1e-4
+    assert errs["logits_abs"] < 1e-8  # float64 on both sides
 
 
 def test_outputs_by_mode():
@@ -120,7 +99,9 @@ def test_dtypes():
     model = get_model("googlenet", dtype=jnp.bfloat16)
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
     assert {v.dtype for v in jax.tree_util.tree_leaves(variables)} == {jnp.dtype(jnp.float32)}
-    assert jax.eval_shape(lambda: model.apply(variables, x)).dtype == jnp.bfloat16
+    # The abstract variables must be an argument of eval_shape: closed over, they would
+    # reach apply as ShapeDtypeStructs instead of tracers.
+    assert jax.eval_shape(model.apply, variables, x).dtype == jnp.bfloat16
     model = get_model("googlenet", param_dtype=jnp.bfloat16)
     params = jax.eval_shape(lambda: model.init(jax.random.key(0), x))["params"]
     assert {v.dtype for v in jax.tree_util.tree_leaves(params)} == {jnp.dtype(jnp.bfloat16)}

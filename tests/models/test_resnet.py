@@ -23,11 +23,10 @@ from jaxvision.weights.convert import (
 )
 from tests.torch_parity import (
     count_params,
-    grads_to_flax,
-    max_rel_err,
     nchw_to_nhwc,
     realistic_batchnorm,
     torch_eval_logits,
+    train_parity,
 )
 
 NAMES = [
@@ -95,43 +94,8 @@ def _train_parity(name: str, hw: tuple[int, int], batch: int,
     """One train-mode step in both frameworks: logits, running stats, and optionally grads."""
     torch.manual_seed(0)
     tv = _trained_like(getattr(torchvision.models, name)())
-    module = get_model(name)
-    variables = convert_state_dict(module, tv.state_dict())
-    gen = torch.Generator().manual_seed(2)
-    x = torch.randn(batch, 3, *hw, generator=gen)
-    w = torch.randn(batch, 1000, generator=gen)
-
-    tv.train()
-    x_t = x.clone().requires_grad_(with_grads)
-    ref = tv(x_t)
-    if with_grads:
-        (ref * w).sum().backward()
-    ref_stats = torch_to_flax({"batch_stats": variables["batch_stats"]}, {
-        k: v for k, v in tv.state_dict().items() if "running" in k})["batch_stats"]
-
-    def loss(params, x):
-        out, upd = module.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
-                                train=True, mutable=["batch_stats"])
-        return jnp.sum(out * jnp.asarray(w.numpy())), (out, upd["batch_stats"])
-
-    x_j = nchw_to_nhwc(x)
-    errs = {}
-    if with_grads:
-        (_, (out, stats)), (g_params, g_x) = jax.jit(
-            jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(variables["params"], x_j)
-        errs["grad_params_rel"] = max_rel_err(g_params, grads_to_flax(module, tv))
-        errs["grad_input_rel"] = max_rel_err(g_x, nchw_to_nhwc(x_t.grad))
-    else:
-        _, (out, stats) = jax.jit(loss)(variables["params"], x_j)
-    errs["logits_abs"] = float(np.abs(np.asarray(out) - ref.detach().numpy()).max())
-    errs["stats_abs"] = max(jax.tree_util.tree_leaves(jax.tree_util.tree_map(
-        lambda a, b: float(np.abs(np.asarray(a) - b).max()), stats, ref_stats)))
-    # The update must really move the statistics (not a no-op that passes by accident).
-    moved = jax.tree_util.tree_map(lambda a, b: float(np.abs(np.asarray(a) - b).max()),
-                                   stats, variables["batch_stats"])
-    errs["stats_moved"] = min(jax.tree_util.tree_leaves(moved))
-    print(name, errs)
-    return errs
+    x = torch.randn(batch, 3, *hw, generator=torch.Generator().manual_seed(2))
+    return train_parity(get_model(name), tv, x, with_grads=with_grads)
 
 
 def test_resnet18_train_step_matches_torch() -> None:
@@ -152,7 +116,8 @@ def test_resnet50_train_batchnorm_stats_match_torch() -> None:
 
 def test_mismatched_checkpoint_names_the_keys() -> None:
     sd34 = torchvision.models.resnet34().state_dict()
-    with pytest.raises(CheckpointMismatchError, match=r"not in the model.*layer1\.2\.conv1\.weight"):
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"not in the model.*layer1\.2\.conv1\.weight"):
         convert_torchvision("resnet18", sd34)
     sd50 = torchvision.models.resnet50().state_dict()
     del sd50["layer3.4.bn2.running_var"]
