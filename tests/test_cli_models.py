@@ -42,7 +42,10 @@ def test_summary_command(capsys: pytest.CaptureFixture) -> None:
     assert main(["summary", "resnet18", "--input-size", "160", "128", "--json"]) == 0
     totals = json.loads(capsys.readouterr().out)
     assert totals["input_shape"] == [1, 160, 128, 3] and totals["output_shape"] == "[1, 1000]"
-    assert totals["flops"] > 2 * 0.9 * totals["macs"]
+    # XLA's cost analysis counts only the kernel taps that land inside the input, while
+    # torchvision's MAC convention counts padded taps too: at 160x128, layer4's 5x4 maps
+    # lose ~28% of their 3x3 taps to padding, so FLOPs sit a little under 2x MACs here.
+    assert 2 * 0.8 * totals["macs"] < totals["flops"] < 2 * 1.05 * totals["macs"]
 
 
 def test_summary_errors(capsys: pytest.CaptureFixture) -> None:

@@ -15,6 +15,7 @@ import torchvision
 from jaxvision.models import get_model, list_models
 from jaxvision.weights import (
     CheckpointMismatchError,
+    convert_torchvision,
     load,
     read,
     sample_image,
@@ -109,4 +110,7 @@ def test_old_densenet_key_names_are_renamed(tmp_path: Path) -> None:
     assert "features.denseblock1.denselayer1.norm.1.weight" in old
     torch.save(old, tmp_path / "densenet121-old.pth")
     variables = load("densenet121", tmp_path / "densenet121-old.pth")
-    assert "features.denseblock1.denselayer1.norm1" in variables["params"]
+    assert "norm1" in variables["params"]["features.denseblock1.denselayer1"]
+    expected = convert_torchvision("densenet121", sd)  # the same weights under today's names
+    same = jax.tree_util.tree_map(np.array_equal, variables, expected)
+    assert all(jax.tree_util.tree_leaves(same))
