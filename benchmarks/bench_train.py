@@ -29,56 +29,17 @@ from jaxvision.train import load_config, sharding
 from jaxvision.train.optim import make_optimizer
 from jaxvision.train.state import build_model, create_train_state
 from jaxvision.train.steps import jit_train_step
+from tests import torch_reference
 
 BATCH = 128
 
 
-# ---- the same networks in PyTorch -------------------------------------------------------
-def torch_lenet5() -> nn.Module:
-    """jaxvision's LeNet-5 (ReLU, max pooling, 44,426 parameters) in PyTorch."""
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
-
-
-class _Block(nn.Module):
-    """Basic block with the option-A (subsample + zero-pad channels) shortcut."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.stride, self.pad = stride, cout - cin
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        s = x[:, :, ::self.stride, ::self.stride]
-        if self.pad:
-            s = nn.functional.pad(s, (0, 0, 0, 0, 0, self.pad))
-        return torch.relu(y + s)
-
-
-def torch_resnet20() -> nn.Module:
-    """He et al.'s CIFAR ResNet-20, option A (269,722 parameters), in PyTorch."""
-    layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16),
-                               nn.ReLU()]
-    cin = 16
-    for cout, stride in ((16, 1), (32, 2), (64, 2)):
-        for i in range(3):
-            layers.append(_Block(cin, cout, stride if i == 0 else 1))
-            cin = cout
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
-    return nn.Sequential(*layers)
-
-
 CASES = {
     # name: (row label, experiment config, torch builder, image shape)
-    "lenet5": ("lenet5, MNIST 28x28x1", "lenet5_mnist", torch_lenet5, (28, 28, 1)),
-    "resnet20": ("resnet20, CIFAR 32x32x3", "resnet20_cifar10", torch_resnet20, (32, 32, 3)),
+    "lenet5": ("lenet5, MNIST 28x28x1", "lenet5_mnist", torch_reference.lenet5,
+               (28, 28, 1)),
+    "resnet20": ("resnet20, CIFAR 32x32x3", "resnet20_cifar10",
+                 functools.partial(torch_reference.CifarResNet, 3), (32, 32, 3)),
 }
 
 
