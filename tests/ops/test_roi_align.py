@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxvision.ops import RoIAlign, roi_align
@@ -43,6 +43,51 @@ def test_matches_torchvision(seed, scale, sampling_ratio, aligned):
     out = np.asarray(fwd(f, rois, jnp.float32(scale)))
     ft = to_nchw(f).requires_grad_()
     ref = torchvision.ops.roi_align(ft, torch.tensor(rois), OUT, scale, sampling_ratio, aligned)
+    np.testing.assert_allclose(out, to_nhwc(ref), atol=1e-4, rtol=0)
+    ref.backward(to_nchw(g))
+    gj = np.asarray(grad(f, rois, jnp.float32(scale), g))
+    np.testing.assert_allclose(gj, to_nhwc(ft.grad), atol=1e-4, rtol=0)
+
+
+# A map large enough that bins keep bands narrower than their RoI's window (on the 11 x 14 map
+# above every band is the whole window), so band placement and clamping are exercised.
+BIG_HW, BIG_OUT = (40, 56), (7, 5)
+
+
+@cache
+def _big_fns(sampling_ratio: int, aligned: bool):
+    def fwd(f, r, s):
+        return roi_align(f, r, BIG_OUT, s, sampling_ratio, aligned)
+
+    def grad(f, r, s, g):
+        return jax.grad(lambda f: jnp.sum(fwd(f, r, s) * g))(f)
+
+    return jax.jit(fwd), jax.jit(grad)
+
+
+@settings(FAST, max_examples=8)
+@given(seed=st.integers(0, 2**31 - 1), scale=st.sampled_from([1.0, 1 / 16]),
+       sampling_ratio=st.sampled_from([-1, 2]), aligned=st.booleans())
+def test_matches_torchvision_narrow_bands(seed, scale, sampling_ratio, aligned):
+    rng = np.random.default_rng(seed)
+    h, w = BIG_HW
+    f = rng.standard_normal((N, h, w, C)).astype(np.float32)
+    # Mostly RoIs inside the map, of every size (each branch of the ladder), plus the
+    # adversarial mix (huge, outside, degenerate, inverted) of random_rois.
+    k = 48
+    side = np.exp(rng.uniform(np.log(0.5), np.log([w, h]), (k, 2)))
+    x1, y1 = rng.uniform(-2, w - side[:, 0] + 2), rng.uniform(-2, h - side[:, 1] + 2)
+    inside = np.stack([rng.integers(0, N, k), x1, y1, x1 + side[:, 0], y1 + side[:, 1]], 1)
+    inside[:, 1:] /= scale
+    rois = np.concatenate([inside.astype(np.float32),
+                           random_rois(rng, 16, N, h, w, scale,
+                                       inverted=not (aligned and sampling_ratio <= 0))])
+    g = rng.standard_normal((len(rois), *BIG_OUT, C)).astype(np.float32)
+    fwd, grad = _big_fns(sampling_ratio, aligned)
+    out = np.asarray(fwd(f, rois, jnp.float32(scale)))
+    ft = to_nchw(f).requires_grad_()
+    ref = torchvision.ops.roi_align(ft, torch.tensor(rois), BIG_OUT, scale, sampling_ratio,
+                                    aligned)
     np.testing.assert_allclose(out, to_nhwc(ref), atol=1e-4, rtol=0)
     ref.backward(to_nchw(g))
     gj = np.asarray(grad(f, rois, jnp.float32(scale), g))
