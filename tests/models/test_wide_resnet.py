@@ -53,7 +53,7 @@ def test_bad_depth_is_refused(depth: int) -> None:
 
 
 def test_dropout_only_in_training() -> None:
-    model = get_model("wrn28_10", dropout_rate=0.3, widen_factor=1)
+    model = WideResNet(depth=10, widen_factor=1, dropout_rate=0.3)
     x = jnp.ones((2, 32, 32, 3))
     variables = model.init(jax.random.key(0), x)
     a = model.apply(variables, x)
