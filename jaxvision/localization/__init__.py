@@ -10,10 +10,12 @@ from jaxvision.localization.heads import (
 from jaxvision.localization.keypoints import digit_keypoints
 from jaxvision.localization.losses import class_boxes, l2_loss, smooth_l1_loss
 from jaxvision.localization.metrics import localization_correct, paired_iou, pck
+from jaxvision.localization.targets import TargetScaler, boxes_to_cxcywh, cxcywh_to_boxes
 from jaxvision.localization.training import fit, make_optimizer, partition, predict
 
 __all__ = [
-    "Localizer", "class_boxes", "classifier_from_localizer", "digit_keypoints", "fit",
+    "Localizer", "TargetScaler", "boxes_to_cxcywh", "class_boxes", "classifier_from_localizer",
+    "cxcywh_to_boxes", "digit_keypoints", "fit",
     "l2_loss", "localization_correct", "localizer_from_classifier", "make_localizer",
     "make_optimizer", "paired_iou", "partition", "pck", "predict", "smooth_l1_loss",
 ]

@@ -9,8 +9,11 @@ import torch
 from jaxvision.data import mnist_source
 from jaxvision.data.scenes import make_scenes
 from jaxvision.localization import (
+    TargetScaler,
+    boxes_to_cxcywh,
     class_boxes,
     classifier_from_localizer,
+    cxcywh_to_boxes,
     digit_keypoints,
     fit,
     l2_loss,
@@ -84,21 +87,48 @@ def test_recipe_learns_to_localize(scenes):
     loc = make_localizer(get_model("lenet5"), hidden=(128,))
     v = loc.init(jax.random.key(0), jnp.zeros((1, 48, 48, 1)))
     labels = scenes.labels[:, 0]
-    targets = scenes.boxes[:, 0] / 48.0
     train, test = slice(0, 1200), slice(1200, 1500)
+    # Standardised (cx, cy, w, h) targets, as the experiment and the notebook use them.
+    boxes = boxes_to_cxcywh(scenes.boxes[:, 0] / 48.0)
+    scaler = TargetScaler.from_targets(boxes[train])
+    targets = scaler.encode(boxes)
     v, _ = fit(loc, v, scenes.images[train], labels[train], targets[train],
                stage="classifier", steps=300, batch_size=64, learning_rate=0.05,
-               progress=False)
+               schedule="cosine", progress=False)
     v, hist = fit(loc, v, scenes.images[train], labels[train], targets[train],
-                  stage="regressor", steps=300, batch_size=64, learning_rate=0.05,
+                  stage="regressor", steps=300, batch_size=64, learning_rate=0.01,
                   progress=False)
     assert hist[-1]["regression"] < hist[0]["regression"] / 2
-    pred_labels, pred_boxes = predict(loc, v, scenes.images[test])
+    pred_labels, pred = predict(loc, v, scenes.images[test])
+    pred_boxes = cxcywh_to_boxes(scaler.decode(pred))
     correct = localization_correct(jnp.asarray(pred_labels), jnp.asarray(pred_boxes) * 48,
                                    jnp.asarray(labels[test]),
                                    jnp.asarray(scenes.boxes[test, 0]))
     # Chance is ~0 (10 classes x IoU >= 0.5); a few hundred steps already localize most.
     assert float(jnp.mean(correct)) > 0.5
+
+
+def test_target_encoding_round_trips():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 0.5, (64, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0.1, 0.5, (64, 2))], 1).astype(np.float32)
+    c = boxes_to_cxcywh(boxes)
+    np.testing.assert_allclose(c[:, 2:], boxes[:, 2:] - boxes[:, :2], atol=1e-6)
+    np.testing.assert_allclose(cxcywh_to_boxes(c), boxes, atol=1e-6)
+    scaler = TargetScaler.from_targets(c)
+    enc = scaler.encode(c)
+    assert enc.dtype == np.float32
+    np.testing.assert_allclose(enc.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(enc.std(0), 1.0, atol=1e-4)
+    np.testing.assert_allclose(scaler.decode(enc), c, atol=1e-6)
+
+
+def test_fit_rejects_unknown_schedule(scenes):
+    loc = make_localizer(get_model("lenet5"), hidden=(8,))
+    v = loc.init(jax.random.key(0), jnp.zeros((1, 48, 48, 1)))
+    with pytest.raises(ValueError, match="schedule"):
+        fit(loc, v, scenes.images, scenes.labels[:, 0], np.zeros((1500, 4), np.float32),
+            stage="regressor", steps=1, schedule="step", progress=False)
 
 
 def test_losses_match_torch():
