@@ -26,5 +26,7 @@ def test_opens_with_the_two_commands() -> None:
 def test_cli_commands_in_readme_exist() -> None:
     from jaxvision.cli import build_parser, sub_names
 
-    named = set(re.findall(r"^jaxvision (\w+)", README, flags=re.M))
+    bash = "\n".join(re.findall(r"```bash\n(.*?)```", README, flags=re.S))
+    named = set(re.findall(r"^jaxvision (\w+)", bash, flags=re.M))
+    assert {"train", "eval", "predict", "convert"} <= named
     assert named <= set(sub_names(build_parser())), named
