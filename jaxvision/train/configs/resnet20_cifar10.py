@@ -9,37 +9,12 @@ quality ~75), read as an image folder; expect a little more error than on the or
 
 import ml_collections
 
-from jaxvision.train.config import default_config
-
-CIFAR10_MEAN = [0.4914, 0.4822, 0.4465]
-CIFAR10_STD = [0.2470, 0.2435, 0.2616]
+from jaxvision.train.configs._cifar import cifar10_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = default_config()
-    config.model.name = "resnet20"
-    config.model.num_classes = 10
-    config.data.source = "image_folder"
-    config.data.root = "/work/shared/data/cifar10-jpeg"
-    config.data.train_split = "train"
-    config.data.eval_split = "test"
-    config.data.mean = CIFAR10_MEAN
-    config.data.std = CIFAR10_STD
-    config.data.worker_count = 2
-    config.augment.crop_padding = 4
-    config.augment.flip = True
-    config.optimizer.name = "sgd"
-    config.optimizer.learning_rate = 0.1
-    config.optimizer.momentum = 0.9
-    config.optimizer.weight_decay = 1e-4
+    config = cifar10_config("resnet20", num_train_steps=64000, boundaries=[32000, 48000])
     # He et al. decay every weight, BatchNorm's scale and bias included.
     config.optimizer.decay_norm_and_bias = True
-    config.schedule.name = "step"
-    config.schedule.boundaries = [32000, 48000]
-    config.schedule.decay_factor = 0.1
-    config.batch_size = 128
-    config.num_train_steps = 64000
-    config.eval_every_steps = 2000
-    config.eval_batch_size = 1000
     config.log_every_steps = 100
     return config
