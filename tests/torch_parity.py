@@ -160,10 +160,26 @@ def train_parity(module: Any, tv_model: torch.nn.Module, x: torch.Tensor, *,
     return errs
 
 
+def input_error_cases(size: int, too_small: int, min_match: str) -> list[tuple[Any, type, str]]:
+    """``(images, exception, message)`` for the wrong inputs every zoo model must refuse.
+
+    ``size`` is a valid side, ``too_small`` a side below the model's minimum, whose error
+    must match ``min_match``. For ``pytest.mark.parametrize(("x", "exc", "match"), ...)``.
+    """
+    return [
+        (jnp.zeros((size, size, 3)), ValueError, "rank 4"),
+        (jnp.zeros((1, 3, size, size)), ValueError, "looks like NCHW"),
+        (jnp.zeros((1, size, size, 1)), ValueError, "3 input channels"),
+        (jnp.zeros((1, size, size, 3), jnp.uint8), TypeError, "floating-point"),
+        (np.zeros((1, size, size, 3), np.int32), TypeError, "floating-point"),
+        (jnp.zeros((1, too_small, too_small, 3)), ValueError, min_match),
+    ]
+
+
 def count_params(variables: dict) -> int:
     return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(variables["params"]))
 
 
-__all__ = ["count_params", "converted", "eval_parity", "grads_to_flax", "jnp", "layer_rel_err",
-           "max_rel_err", "nchw_to_nhwc", "realistic_batchnorm", "torch_eval_logits",
-           "torch_noise", "train_parity"]
+__all__ = ["count_params", "converted", "eval_parity", "grads_to_flax", "input_error_cases",
+           "jnp", "layer_rel_err", "max_rel_err", "nchw_to_nhwc", "realistic_batchnorm",
+           "torch_eval_logits", "torch_noise", "train_parity"]

@@ -22,6 +22,7 @@ from jaxvision.weights.convert import convert_state_dict, variable_shapes
 from tests.torch_parity import (
     count_params,
     eval_parity,
+    input_error_cases,
     max_rel_err,
     nchw_to_nhwc,
     realistic_batchnorm,
@@ -176,14 +177,7 @@ def test_bad_stem_is_rejected():
                        jnp.zeros((1, 64, 64, 3)))
 
 
-@pytest.mark.parametrize(("x", "exc", "match"), [
-    (jnp.zeros((224, 224, 3)), ValueError, "rank 4"),
-    (jnp.zeros((1, 3, 224, 224)), ValueError, "looks like NCHW"),
-    (jnp.zeros((1, 224, 224, 1)), ValueError, "3 input channels"),
-    (jnp.zeros((1, 224, 224, 3), jnp.uint8), TypeError, "floating-point"),
-    (np.zeros((1, 224, 224, 3), np.int32), TypeError, "floating-point"),
-    (jnp.zeros((1, 16, 16, 3)), ValueError, "at least 29x29"),
-])
+@pytest.mark.parametrize(("x", "exc", "match"), input_error_cases(224, 16, "at least 29x29"))
 def test_input_errors(x, exc, match):
     with pytest.raises(exc, match=match):
         jax.eval_shape(get_model("densenet121").init, jax.random.key(0), x)

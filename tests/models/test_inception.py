@@ -8,7 +8,6 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 import torch
 import torchvision
@@ -19,6 +18,7 @@ from jaxvision.weights.convert import variable_shapes
 from tests.torch_parity import (
     count_params,
     eval_parity,
+    input_error_cases,
     realistic_batchnorm,
     train_parity,
 )
@@ -147,14 +147,7 @@ def test_min_sizes_are_torchvisions():
                    variables, jnp.zeros((2, 75, 75, 3)))
 
 
-@pytest.mark.parametrize(("x", "exc", "match"), [
-    (jnp.zeros((299, 299, 3)), ValueError, "rank 4"),
-    (jnp.zeros((1, 3, 299, 299)), ValueError, "looks like NCHW"),
-    (jnp.zeros((1, 299, 299, 1)), ValueError, "3 input channels"),
-    (jnp.zeros((1, 299, 299, 3), jnp.uint8), TypeError, "floating-point"),
-    (np.zeros((1, 299, 299, 3), np.int32), TypeError, "floating-point"),
-    (jnp.zeros((1, 64, 64, 3)), ValueError, "at least 75x75"),
-])
+@pytest.mark.parametrize(("x", "exc", "match"), input_error_cases(299, 64, "at least 75x75"))
 def test_input_errors(x, exc, match):
     with pytest.raises(exc, match=match):
         jax.eval_shape(get_model("inception_v3").init, jax.random.key(0), x)

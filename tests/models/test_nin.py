@@ -14,7 +14,13 @@ from torch import nn
 from jaxvision.models import get_model, list_models
 from jaxvision.models.nin import CIFAR10, IMAGENET, min_input_size
 from jaxvision.weights.convert import variable_shapes
-from tests.torch_parity import converted, count_params, nchw_to_nhwc, torch_eval_logits
+from tests.torch_parity import (
+    converted,
+    count_params,
+    input_error_cases,
+    nchw_to_nhwc,
+    torch_eval_logits,
+)
 
 
 class TorchNiN(nn.Module):
@@ -153,14 +159,8 @@ def test_dropout_only_in_training():
     assert not np.allclose(a, b)
 
 
-@pytest.mark.parametrize(("x", "exc", "match"), [
-    (jnp.zeros((32, 32, 3)), ValueError, "rank 4"),
-    (jnp.zeros((1, 3, 32, 32)), ValueError, "looks like NCHW"),
-    (jnp.zeros((1, 32, 32, 1)), ValueError, "3 input channels"),
-    (jnp.zeros((1, 32, 32, 3), jnp.uint8), TypeError, "floating-point"),
-    (np.zeros((1, 32, 32, 3), np.int32), TypeError, "floating-point"),
-    (jnp.zeros((1, 3, 3, 3)), ValueError, "at least"),  # torch fails below 4x4 too
-])
+# torch fails below 4x4 too
+@pytest.mark.parametrize(("x", "exc", "match"), input_error_cases(32, 3, "at least"))
 def test_input_errors(x, exc, match):
     with pytest.raises(exc, match=match):
         jax.eval_shape(get_model("nin").init, jax.random.key(0), x)

@@ -23,6 +23,7 @@ from jaxvision.weights.convert import (
 )
 from tests.torch_parity import (
     count_params,
+    input_error_cases,
     nchw_to_nhwc,
     realistic_batchnorm,
     torch_eval_logits,
@@ -185,14 +186,7 @@ def test_smallest_input_like_torch() -> None:
     assert out.shape == tuple(ref.shape)
 
 
-@pytest.mark.parametrize(("x", "exc", "match"), [
-    (jnp.zeros((224, 224, 3)), ValueError, "rank 4"),
-    (jnp.zeros((1, 3, 224, 224)), ValueError, "looks like NCHW"),
-    (jnp.zeros((1, 224, 224, 1)), ValueError, "3 input channels"),
-    (jnp.zeros((1, 224, 224, 3), jnp.uint8), TypeError, "floating-point"),
-    (jnp.zeros((1, 0, 0, 3)), ValueError, "at least 1x1"),
-    (np.zeros((1, 224, 224, 3), np.int32), TypeError, "floating-point"),
-])
+@pytest.mark.parametrize(("x", "exc", "match"), input_error_cases(224, 0, "at least 1x1"))
 def test_input_errors(x, exc, match) -> None:
     module = get_model("resnet18")
     with pytest.raises(exc, match=match):

@@ -7,7 +7,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 import torch
 import torchvision
@@ -17,6 +16,7 @@ from jaxvision.weights.convert import variable_shapes
 from tests.torch_parity import (
     count_params,
     eval_parity,
+    input_error_cases,
     realistic_batchnorm,
     train_parity,
 )
@@ -88,14 +88,7 @@ def test_num_classes_and_dtypes():
     assert {v.dtype for v in jax.tree_util.tree_leaves(params)} == {jnp.dtype(jnp.bfloat16)}
 
 
-@pytest.mark.parametrize(("x", "exc", "match"), [
-    (jnp.zeros((224, 224, 3)), ValueError, "rank 4"),
-    (jnp.zeros((1, 3, 224, 224)), ValueError, "looks like NCHW"),
-    (jnp.zeros((1, 224, 224, 1)), ValueError, "3 input channels"),
-    (jnp.zeros((1, 224, 224, 3), jnp.uint8), TypeError, "floating-point"),
-    (np.zeros((1, 224, 224, 3), np.int32), TypeError, "floating-point"),
-    (jnp.zeros((1, 16, 16, 3)), ValueError, "at least 32x32"),
-])
+@pytest.mark.parametrize(("x", "exc", "match"), input_error_cases(224, 16, "at least 32x32"))
 def test_input_errors(x, exc, match):
     with pytest.raises(exc, match=match):
         jax.eval_shape(get_model("vgg16").init, jax.random.key(0), x)
