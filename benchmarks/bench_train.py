@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from benchmarks.common import median_seconds, write_markdown
+from jaxvision.data import VALID
 from jaxvision.train import load_config, sharding
 from jaxvision.train.optim import make_optimizer
 from jaxvision.train.state import build_model, create_train_state
@@ -75,7 +76,7 @@ def bench(name: str, steps: int, repeats: int) -> list[object]:
         s = holder["state"]
         for i in range(steps):
             batch = sharding.global_batch({"image": images[i], "label": labels[i],
-                                           "mask": mask}, data)
+                                           VALID: mask}, data)
             s, metrics = step_fn(s, batch)
         jax.block_until_ready(metrics["loss"])
         holder["state"] = s

@@ -7,7 +7,7 @@ Sources (``len(src)``, ``src[i] -> {"image": uint8 [H, W, C], "label": int}``):
 ``get_state``/``set_state``). :mod:`jaxvision.data.augment` holds the jit-able augmentations.
 """
 
-from jaxvision.data.loader import DataLoader, load_batch
+from jaxvision.data.loader import VALID, DataLoader, load_batch
 from jaxvision.data.mnist import (
     MNIST_MEAN,
     MNIST_STD,
@@ -27,6 +27,7 @@ from jaxvision.data.sources import (
 )
 
 __all__ = [
+    "VALID",
     "MNIST_MEAN",
     "MNIST_STD",
     "ArraySource",

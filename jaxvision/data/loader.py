@@ -10,7 +10,7 @@ position ``(epoch, step)`` is all that a checkpoint needs to resume exactly
 (:meth:`DataLoader.get_state` / :meth:`DataLoader.set_state`), as in big_vision and grain.
 
 Evaluation uses ``pad_final=True``: the last global batch is padded to full size with
-copies of a real example whose ``mask`` is False, so no example is dropped and every
+copies of a real example whose ``_valid`` flag is False, so no example is dropped and every
 process runs the same number of static-shaped steps.
 """
 
@@ -24,6 +24,11 @@ from typing import Any
 import numpy as np
 
 Batch = dict[str, np.ndarray]
+
+#: The loader's padding flag: ``batch[VALID]`` is bool [B], False on the rows that pad the
+#: final batch. Data fields never start with ``_``, so it cannot collide with one (a
+#: segmentation ``mask``, a box ``valid`` flag).
+VALID = "_valid"
 
 _STATE_VERSION = 1
 # Fields of the state that must match the loader it is restored into (they determine the
@@ -83,7 +88,8 @@ class DataLoader:
     """Batches a random-access source: shuffled per epoch, sharded per process, resumable.
 
     Iterating yields ``{"image": [B, H, W, C] (the source's dtype, uint8), "label": int32 [B],
-    "mask": bool [B]}`` with ``B = batch_size`` (per process). ``mask`` is False only on the
+    "_valid": bool [B]}`` with ``B = batch_size`` (per process). ``_valid`` (:data:`VALID`) is
+    False only on the
     padding rows of the final batch when ``pad_final=True``.
 
     Args:
@@ -101,7 +107,7 @@ class DataLoader:
         processes (``spawn`` start method, safe with JAX's threads) while the consumer runs;
         the source must be picklable. The output is identical for any worker_count.
       pad_final: keep every example: the last global batch is padded to full size with
-        ``mask=False`` rows (``drop_remainder`` is then ignored). For evaluation.
+        ``_valid=False`` rows (``drop_remainder`` is then ignored). For evaluation.
       prefetch: batches requested ahead per worker (``worker_count > 0`` only).
 
     Iteration starts at the loader's current position (initially epoch 0, step 0) and
@@ -238,7 +244,7 @@ class DataLoader:
         for epoch, step in self._positions():
             idx, mask = self.batch_indices(epoch, step)
             batch = load_batch(self.source, idx)
-            batch["mask"] = mask
+            batch[VALID] = mask
             self._advance()
             yield batch
 
@@ -265,7 +271,7 @@ class DataLoader:
                 batch, skipped = result.get()
                 self._merge_skipped(skipped)
                 submit()
-                batch["mask"] = mask
+                batch[VALID] = mask
                 self._advance()
                 yield batch
         finally:

@@ -40,7 +40,7 @@ class Field:
     """One config key: its type, default, and a check on its value.
 
     ``kind`` is one of ``int``, ``float``, ``bool``, ``str``, ``int_list``, ``float_list``,
-    ``dict``; ``optional`` allows ``None``; ``choices`` restricts the value;
+    ``str_list``, ``dict``; ``optional`` allows ``None``; ``choices`` restricts the value;
     ``check``/``expect`` is an extra predicate and its description for error messages.
     """
 
@@ -72,9 +72,20 @@ SCHEMA: dict[str, Field] = {
     "model.dtype": Field("str", "float32", "compute dtype; parameters stay float32",
                          choices=("float32", "bfloat16")),
     "model.kwargs": Field("dict", {}, "extra keyword arguments for the model builder"),
+    "model.init_from": Field("str", None, "initialise parameters from a training workdir's "
+                             "checkpoint, or from torchvision weights ('torchvision:NAME' or "
+                             "'torchvision:NAME:FILE.pth'); None = random init", optional=True),
+    "model.init_from_target": Field("str", None, "'/'-separated path of the submodule whose "
+                                    "variables receive the loaded ones (e.g. 'backbone'); "
+                                    "None = the whole model", optional=True),
+    # -- task ----------------------------------------------------------------------------
+    "task.name": Field("str", "classification", "what the model learns: its batch fields, "
+                       "loss, evaluators and predictions (jaxvision.train.tasks)",
+                       choices=("classification", "localization")),
     # -- data ----------------------------------------------------------------------------
     "data.source": Field("str", "mnist", "where examples come from",
-                         choices=("mnist", "image_folder", "tfds")),
+                         choices=("mnist", "image_folder", "tfds", "voc", "coco",
+                                  "segmentation_folder")),
     "data.root": Field("str", None, "mnist: IDX directory (None = embedded subset); "
                        "image_folder: directory with <split>/<class>/*.jpg", optional=True),
     "data.tfds_name": Field("str", None, "TFDS dataset name (source=tfds)", optional=True),
@@ -93,6 +104,13 @@ SCHEMA: dict[str, Field] = {
     "data.on_error": Field("str", "raise", "image_folder: an undecodable file raises naming "
                            "it ('raise'), or is replaced by the next good file and counted "
                            "('skip')", choices=("raise", "skip")),
+    "data.max_boxes": Field("int", 100, "dense tasks: boxes per image padded to this fixed "
+                            "count (with a validity mask)", check=_pos, expect="> 0"),
+    "data.classes": Field("str_list", None, "dense tasks: class names in label order "
+                          "(None = collected from the training annotations, sorted)",
+                          optional=True),
+    "data.ignore_index": Field("int", 255, "segmentation: label value ignored by the loss "
+                               "and the metrics", check=_nonneg, expect=">= 0"),
     "data.worker_count": Field("int", 0, "host threads decoding images", check=_nonneg,
                                expect=">= 0"),
     # -- augmentation (on device, inside the jitted train step) ---------------------------
@@ -116,6 +134,8 @@ SCHEMA: dict[str, Field] = {
     "optimizer.weight_decay": Field("float", 0.0, "weight decay (SGD: coupled, torch-style; "
                                     "AdamW: decoupled)", check=_nonneg, expect=">= 0"),
     "optimizer.decay_norm_and_bias": Field("bool", False, "also decay biases and norm params"),
+    "optimizer.frozen": Field("str_list", [], "regular expressions over '/'-joined parameter "
+                              "paths (e.g. 'backbone/.*'); matching parameters are kept fixed"),
     "optimizer.grad_clip_norm": Field("float", None, "clip the global gradient norm",
                                       optional=True, check=_pos, expect="> 0"),
     # -- learning-rate schedule ----------------------------------------------------------
@@ -255,6 +275,12 @@ def coerce(key: str, value: Any) -> Any:
             out = [_scalar(elem, v) for v in value]
         except (TypeError, ValueError):
             raise bad(f"a list of {elem}s") from None
+    elif kind == "str_list":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of strings")
+        out = list(value)
     elif kind == "dict":
         if not isinstance(value, dict):
             raise bad("a dict")

@@ -52,7 +52,7 @@ def train_loader(config: ml_collections.ConfigDict, source: Any,
 
 def eval_loader(config: ml_collections.ConfigDict, source: Any,
                 local_batch_size: int) -> data.DataLoader:
-    """One pass in order; the last batch padded (``mask`` False) so no example is lost."""
+    """One pass in order; the last batch padded (``_valid`` False) so no example is lost."""
     return data.DataLoader(source, local_batch_size, shuffle=False, seed=0, num_epochs=1,
                            drop_remainder=False, pad_final=True,
                            shard_index=jax.process_index(), shard_count=jax.process_count(),

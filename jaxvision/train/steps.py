@@ -20,7 +20,7 @@ import ml_collections
 import optax
 from jax.sharding import Mesh
 
-from jaxvision.data import augment
+from jaxvision.data import VALID, augment
 from jaxvision.train import losses
 from jaxvision.train.sharding import batch_sharding, replicated
 from jaxvision.train.state import TrainState
@@ -82,12 +82,12 @@ def train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: Cal
                config: ml_collections.ConfigDict, size: tuple[int, int], state: TrainState,
                batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD step on ``batch`` (``image`` [B, H, W, C] uint8, ``label`` [B] int32,
-    ``mask`` [B] bool; masked rows do not count). Returns the new state and scalar
+    ``_valid`` [B] bool; padding rows do not count). Returns the new state and scalar
     metrics ``loss``, ``top1``, ``lr`` (of this step, before the update)."""
     step_key = jax.random.fold_in(state.rng, state.step)
     aug_key, dropout_key = jax.random.split(step_key)
     images = preprocess_train(config, aug_key, batch["image"], size)
-    labels, mask = batch["label"], batch["mask"]
+    labels, mask = batch["label"], batch[VALID]
 
     def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
         logits, updates = model.apply(_variables(state, params), images, train=True,
@@ -127,7 +127,7 @@ def eval_step(model: nn.Module, config: ml_collections.ConfigDict, size: tuple[i
     """Sums over the unmasked examples of ``batch``: ``loss``, ``top1``, ``top5``,
     ``count`` (float32 scalars; divide by ``count`` after summing all batches)."""
     log_probs = _eval_log_probs(model, config, size, state, batch["image"])
-    mask = batch["mask"].astype(jnp.float32)
+    mask = batch[VALID].astype(jnp.float32)
     labels = batch["label"]
     # log_softmax is shift-invariant, so cross_entropy of log-probabilities is -log p[label].
     return {"loss": jnp.sum(losses.cross_entropy(log_probs, labels) * mask),

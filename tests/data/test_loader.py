@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxvision.data import ArraySource, DataLoader, mnist_source
+from jaxvision.data import VALID, ArraySource, DataLoader, mnist_source
 
 
 def _indexed_source(n: int, hw: int = 2) -> ArraySource:
@@ -34,7 +34,7 @@ def test_batches_shapes_dtypes_and_len():
     b = next(iter(loader))
     assert b["image"].shape == (128, 28, 28, 1) and b["image"].dtype == np.uint8
     assert b["label"].shape == (128,) and b["label"].dtype == np.int32
-    assert b["mask"].dtype == np.bool_ and b["mask"].all()
+    assert b[VALID].dtype == np.bool_ and b[VALID].all()
 
 
 def test_default_shard_is_jax_process():
@@ -122,8 +122,8 @@ def test_pad_final_masks_keep_every_example_once():
         assert len(batches) == 3  # ceil(23 / 8), equal on both processes
         for b in batches:
             assert b["image"].shape[0] == bs
-            seen += _ids(b)[b["mask"]].tolist()
-        last = batches[-1]["mask"].tolist()
+            seen += _ids(b)[b[VALID]].tolist()
+        last = batches[-1][VALID].tolist()
         assert last == ([True] * 4 if i == 0 else [True, True, True, False])
     assert sorted(seen) == list(range(n))
     # The eval loader can be looped over again (a fresh pass each time).

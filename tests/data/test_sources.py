@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from jaxvision.data import ArraySource, DataLoader, ImageDecodeError, ImageFolderSource
+from jaxvision.data import VALID, ArraySource, DataLoader, ImageDecodeError, ImageFolderSource
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                  "ship", "truck"]  # fmt: skip
@@ -64,7 +64,7 @@ def test_image_folder_resize_and_loader(cifar_slice):
     batches = list(DataLoader(src, 16, num_epochs=1, pad_final=True, shard_index=0,
                               shard_count=1))  # fmt: skip
     assert [b["image"].shape for b in batches] == [(16, 24, 20, 3)] * 4
-    labels = np.concatenate([b["label"][b["mask"]] for b in batches])
+    labels = np.concatenate([b["label"][b[VALID]] for b in batches])
     assert np.bincount(labels).tolist() == [20, 20, 20]
 
 
@@ -129,7 +129,7 @@ def test_tfds_source_through_data_source_with_mock_data():
             src[24]
         batches = list(DataLoader(src, 10, num_epochs=1, pad_final=True, shuffle=False,
                                   shard_index=0, shard_count=1))
-        assert [int(b["mask"].sum()) for b in batches] == [10, 10, 4]
+        assert [int(b[VALID].sum()) for b in batches] == [10, 10, 4]
         np.testing.assert_array_equal(batches[0]["image"][5], ex["image"])
         # Variable-size data is resized on load so batches are static-shaped.
         small = tfds_source("cifar10", "test", image_size=(16, 12))
