@@ -30,6 +30,7 @@ from jaxvision.train import load_config, sharding
 from jaxvision.train.optim import make_optimizer
 from jaxvision.train.state import build_model, create_train_state
 from jaxvision.train.steps import jit_train_step
+from jaxvision.train.tasks import get_task
 from tests import torch_reference
 
 BATCH = 128
@@ -68,7 +69,7 @@ def bench(name: str, steps: int, repeats: int) -> list[object]:
     state = jax.jit(functools.partial(create_train_state, model, tx, shape=shape),
                     out_shardings=rep)(jax.random.PRNGKey(0))
     n_jax = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(state.params))
-    step_fn = jit_train_step(mesh, model, tx, schedule, config, shape[:2])
+    step_fn = jit_train_step(mesh, get_task(config), model, tx, schedule, config, shape[:2])
     mask = np.ones(BATCH, bool)
     holder = {"state": state}
 

@@ -13,8 +13,13 @@
    right and IoU >= 0.5). The head after the conv features and after the last hidden dense
    layer are compared, and a DeepPose-style keypoint head is trained the same way.
 
-Everything is seeded. Training goes through :func:`jaxvision.localization.fit` (the staged
-recipe's loop; its ``"classifier"`` stage trains the plain classifier).
+Everything is seeded. Every model trains on the one engine,
+:func:`jaxvision.train.train_and_evaluate` (checkpoints, exact resume, the device mesh), from
+in-memory sources (``ArraySource(images, labels, boxes=...)``); the staged recipe is
+configuration (:func:`localization_config`): ``localization.box_weight=0`` trains the
+classifier alone, ``optimizer.frozen`` keeps it fixed while the head trains, and
+``model.init_from`` carries each stage's variables into the next. Each run has its workdir
+under ``--workdir`` (cleared first).
 
     python experiments/mnist_scenes.py            # ~10 CPU minutes
 
@@ -28,32 +33,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from jaxvision.data import mnist_source
+from jaxvision.data import ArraySource, mnist_source
 from jaxvision.data.scenes import Scenes, make_scenes, scene_windows
 from jaxvision.dense import Detections, detect, precision_recall
-from jaxvision.localization import (
-    TargetScaler,
-    boxes_to_cxcywh,
-    classifier_from_localizer,
-    cxcywh_to_boxes,
-    digit_keypoints,
-    fit,
-    localization_correct,
-    localizer_from_classifier,
-    make_localizer,
-    paired_iou,
-    pck,
-    predict,
-)
+from jaxvision.localization import TargetScaler, boxes_to_cxcywh, digit_keypoints
 from jaxvision.models import convolutionize, get_model, network_stride
+from jaxvision.train import default_config, train_and_evaluate
+from jaxvision.train.pretrained import load_variables
+from jaxvision.train.state import build_model
+from jaxvision.train.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
@@ -73,7 +72,45 @@ def load_mnist(split: str) -> tuple[np.ndarray, np.ndarray, str]:
     return images, labels, f"{'full' if root else 'embedded subset'} ({len(src)} images)"
 
 
-def train_window_classifier(images: np.ndarray, labels: np.ndarray, args: argparse.Namespace,
+def sgd_config(model: str, num_classes: int, steps: int, lr: float,
+               schedule: str = "constant", seed: int = 0) -> ml_collections.ConfigDict:
+    """The recipe every run here shares: SGD with momentum 0.9 (torch-style, no weight decay,
+    no Nesterov), batch 128, pixels / 255 (mean 0, std 1), no augmentation; one evaluation
+    and one checkpoint, at the end. ``seed``: initialisation and batch order (the data are
+    seeded on their own)."""
+    config = default_config()
+    config.model.name = model
+    config.model.num_classes = num_classes
+    config.data.mean, config.data.std = [0.0], [1.0]
+    config.optimizer.name = "sgd"
+    config.optimizer.learning_rate = lr
+    config.optimizer.momentum = 0.9
+    config.optimizer.nesterov = False
+    config.optimizer.weight_decay = 0.0
+    config.schedule.name = schedule  # cosine: to 0 at the last step
+    config.schedule.warmup_steps = 0
+    config.schedule.end_factor = 0.0
+    config.num_train_steps = steps
+    config.batch_size = 128
+    config.eval_batch_size = 500
+    config.eval_every_steps = steps
+    config.checkpoint.every_steps = steps
+    config.checkpoint.async_save = False
+    config.log_every_steps = 50
+    config.progress_bar = False
+    config.tensorboard = False
+    config.seed = seed
+    return config
+
+
+def fresh(workdir: Path) -> Path:
+    """An empty workdir (an existing one would be resumed, not retrained)."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    return workdir
+
+
+def train_window_classifier(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray,
+                            test_labels: np.ndarray, args: argparse.Namespace,
                             ) -> tuple[Any, dict, dict[str, Any]]:
     """LeNet-5 with a background class, trained on digits and scene windows (28x28)."""
     scenes = make_scenes(images, labels, args.train_scenes, size=(112, 112),
@@ -85,16 +122,14 @@ def train_window_classifier(images: np.ndarray, labels: np.ndarray, args: argpar
                                        background=BACKGROUND, seed=1)
     x = np.concatenate([images, crops])
     y = np.concatenate([labels, crop_labels])
-    model = get_model("lenet5", num_classes=11)
-    loc = make_localizer(model)
-    v = loc.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
-    # Step 1 of the recipe (classifier only); the regression targets are unused there.
-    v, hist = fit(loc, v, x, y, np.zeros((len(x), 4), np.float32), stage="classifier",
-                  steps=args.classifier_steps, batch_size=128, learning_rate=0.02, seed=0,
-                  progress=False)
+    config = sgd_config("lenet5", 11, args.classifier_steps, 0.02, seed=args.seed)
+    workdir = fresh(args.workdir / "window_classifier")
+    res = train_and_evaluate(config, workdir, train_source=ArraySource(x, y, num_classes=11),
+                             eval_source=ArraySource(test_images, test_labels, num_classes=11))
     info = {"train_crops": len(x), "background_crops": int(np.sum(y == BACKGROUND)),
-            "final_train_loss": hist[-1]["loss"]}
-    return model, classifier_from_localizer(model, v), info
+            "mnist_test_accuracy": res["eval_top1"], "workdir": str(workdir)}
+    variables = {k: v for k, v in load_variables(str(workdir)).items() if v}
+    return get_model("lenet5", num_classes=11), variables, info
 
 
 def detections_above(d: Detections, threshold: float) -> Detections:
@@ -139,38 +174,73 @@ def run_detection(model: Any, variables: dict, test: Scenes, args: argparse.Name
             "by_threshold": table}, dets
 
 
+def localization_config(stage: str, steps: int, lr: float, schedule: str,
+                        scaler: TargetScaler, init_from: Path, *, attach: str = "features",
+                        target: str = "boxes") -> ml_collections.ConfigDict:
+    """The lecture's recipe as configuration, one config per stage.
+
+    ``classifier``: cross-entropy alone (``box_weight=0``), the conv stack from the window
+    classifier (``init_from`` onto ``backbone``). ``regressor``: the classifier of stage 1
+    (``init_from``) frozen (``optimizer.frozen``), the head alone on the L2 loss of the
+    standardised targets. ``joint``: everything, cross-entropy + L2, from stage 2.
+    """
+    config = sgd_config("lenet5", 10, steps, lr, schedule)
+    config.task.name = "localization"
+    loc = config.localization
+    loc.attach, loc.hidden, loc.target = attach, [256], target
+    loc.loss, loc.box_encoding = "l2", "cxcywh"
+    loc.target_mean = [float(v) for v in scaler.mean]
+    loc.target_std = [float(v) for v in scaler.std]
+    config.model.init_from = str(init_from)
+    if stage == "classifier":
+        loc.box_weight = 0.0
+        # The window classifier is a plain LeNet-5: its conv layers go to the backbone (its
+        # dense layers, sized for a 4x4 map and 11 classes, do not fit and are left out).
+        config.model.init_from_target = "backbone"
+    elif stage == "regressor":
+        loc.class_weight = 0.0
+        config.optimizer.frozen = ["backbone", r"classifier\..*"]
+        # A new head (another input width or output count than stage 1's untrained one).
+        config.model.init_from_skip = [r"regressor\..*"]
+    elif stage != "joint":
+        raise ValueError(f"unknown stage {stage!r}")
+    return config
+
+
 def run_localization(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray,
-                     test_labels: np.ndarray, pretrained: dict, args: argparse.Namespace,
+                     test_labels: np.ndarray, window_workdir: Path, args: argparse.Namespace,
                      ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, Scenes]]:
     """The lecture's recipe on 64x64 one-digit scenes.
 
-    ``pretrained``: the window classifier's variables; its conv layers (size-independent)
+    ``window_workdir``: the window classifier's run; its conv layers (size-independent)
     start the 64x64 classifier, as an ImageNet-trained trunk starts a localizer.
     """
     side = 64
     kw = dict(size=(side, side), digits_per_scene=(1, 1), scale_range=(0.75, 1.75))
     train = make_scenes(images, labels, args.loc_train, seed=2, **kw)
     test = make_scenes(test_images, test_labels, args.loc_test, seed=3, **kw)
-    y = train.labels[:, 0]
     # Boxes as (cx, cy, w, h) over the image size, standardised with training statistics: raw
     # [0, 1] corners (mean ~0.5, spread ~0.15) stall SGD on the zero-initialised head.
     box_scaler = TargetScaler.from_targets(boxes_to_cxcywh(train.boxes[:, 0] / side))
-    t = box_scaler.encode(boxes_to_cxcywh(train.boxes[:, 0] / side))
-    gt_boxes = jnp.asarray(test.boxes[:, 0])
-    model = get_model("lenet5")
+    # DeepPose-style: 3 keypoints (ink centroid, top, bottom), standardised like the boxes.
+    kp_train, kp_test = digit_keypoints(train), digit_keypoints(test)
+    kp_scaler = TargetScaler.from_targets((kp_train / side).reshape(len(kp_train), -1))
+    train_src = ArraySource(train.images, train.labels[:, 0], boxes=train.boxes,
+                            keypoints=kp_train)
+    test_src = ArraySource(test.images, test.labels[:, 0], boxes=test.boxes,
+                           keypoints=kp_test)
+    root = args.workdir / "localization"
 
-    def boxes_of(reg: np.ndarray) -> np.ndarray:
-        """Head outputs ``[N, 4]`` -> boxes ``[N, 4]`` (x1, y1, x2, y2) in pixels."""
-        return cxcywh_to_boxes(box_scaler.decode(reg)) * side
+    def run(name: str, config: ml_collections.ConfigDict) -> tuple[dict[str, float], Path]:
+        config.seed = args.seed  # the configs above are seed 0
+        workdir = fresh(root / name)
+        res = train_and_evaluate(config, workdir, train_source=train_src, eval_source=test_src)
+        return res, workdir
 
-    def score(loc: Any, v: dict) -> dict[str, float]:
-        pl, pb = predict(loc, v, test.images)
-        boxes = jnp.asarray(boxes_of(pb))
-        ok = localization_correct(jnp.asarray(pl), boxes, jnp.asarray(test.labels[:, 0]),
-                                  gt_boxes)
-        return {"top1_localization_accuracy": float(jnp.mean(ok)),
-                "classification_accuracy": float(np.mean(pl == test.labels[:, 0])),
-                "mean_iou": float(jnp.mean(paired_iou(boxes, gt_boxes)))}
+    def score(res: dict[str, float]) -> dict[str, float]:
+        return {"top1_localization_accuracy": res["eval_localization"],
+                "classification_accuracy": res["eval_top1"],
+                "mean_iou": res["eval_mean_iou"]}
 
     out: dict[str, Any] = {
         "scene_size": side, "digit_sides": [21, 49], "train_scenes": len(train.images),
@@ -181,48 +251,33 @@ def run_localization(images: np.ndarray, labels: np.ndarray, test_images: np.nda
         "regressor": {"steps": args.loc_steps, "learning_rate": 0.01, "schedule": "constant",
                       "momentum": 0.9, "loss": "l2", "targets": "standardised (cx, cy, w, h)"},
         "joint": {"steps": args.loc_steps // 2, "learning_rate": 0.005, "schedule": "cosine",
-                  "momentum": 0.9, "box_weight": 1.0}}
-    loc = make_localizer(model, attach="features", hidden=(256,))
-    v = loc.init(jax.random.key(0), jnp.zeros((1, side, side, 1)))
-    # The conv stack starts from the window classifier's (its dense layers, sized for a 4x4
-    # map and 11 classes, do not fit the 13x13 map of a 64x64 scene and are trained afresh).
-    conv = {k: pretrained["params"][k] for k in v["params"]["backbone"]}
-    v = {**v, "params": {**v["params"], "backbone": conv}}
-    common = dict(batch_size=128, seed=0, progress=False)
+                  "momentum": 0.9, "box_weight": 1.0},
+        "engine": "jaxvision.train.train_and_evaluate (task.name='localization')"}
     # Step 1: the classifier alone. Its first dense layer sees the whole 13x13x16 map, so it
     # must learn each digit at every position: many scenes (few repeats) and a decaying rate.
-    v, _ = fit(loc, v, train.images, y, t, stage="classifier", steps=args.loc_classifier_steps,
-               learning_rate=LOC_LR, schedule="cosine", **common)
-    classifier = classifier_from_localizer(model, v)
-    out["classifier_only_accuracy"] = score(loc, v)["classification_accuracy"]
+    res, classifier_dir = run("1_classifier", localization_config(
+        "classifier", args.loc_classifier_steps, LOC_LR, "cosine", box_scaler, window_workdir))
+    out["classifier_only_accuracy"] = res["eval_top1"]
+    regressor_dirs = {}
     for attach in ("features", "classifier"):
-        loc_a, va = localizer_from_classifier(model, classifier, (side, side, 1),
-                                              key=jax.random.key(1), attach=attach,
-                                              hidden=(256,))
-        va, _ = fit(loc_a, va, train.images, y, t, stage="regressor", steps=args.loc_steps,
-                    learning_rate=0.01, **common)
-        out[f"frozen_classifier_head_after_{attach}"] = score(loc_a, va)
-        if attach == "features":
-            loc_f, vf = loc_a, va
-    vj, _ = fit(loc_f, vf, train.images, y, t, stage="joint", steps=args.loc_steps // 2,
-                learning_rate=0.005, schedule="cosine", **common)
-    out["joint_finetune_head_after_features"] = score(loc_f, vj)
-    # DeepPose-style: 3 keypoints (ink centroid, top, bottom) from the same frozen classifier,
-    # standardised like the boxes.
-    kp_train, kp_test = digit_keypoints(train) / side, digit_keypoints(test)
-    kp_scaler = TargetScaler.from_targets(kp_train.reshape(len(kp_train), -1))
-    loc_k, vk = localizer_from_classifier(model, classifier, (side, side, 1),
-                                          key=jax.random.key(2), attach="features",
-                                          hidden=(256,), num_outputs=6)
-    vk, _ = fit(loc_k, vk, train.images, y, kp_scaler.encode(kp_train.reshape(len(kp_train), -1)),
-                stage="regressor", steps=args.loc_steps, learning_rate=0.01, **common)
-    _, pk = predict(loc_k, vk, test.images)
-    pk = kp_scaler.decode(pk).reshape(-1, 3, 2) * side
-    frame = test.boxes[:, 0, 2] - test.boxes[:, 0, 0]
-    out["keypoints_pck_at_0.1_frame"] = float(pck(jnp.asarray(pk), jnp.asarray(kp_test),
-                                                   jnp.asarray(frame)))
-    pl, pb = predict(loc_f, vj, test.images[:8])
-    return out, (pl, boxes_of(pb), test)
+        res, regressor_dirs[attach] = run(f"2_regressor_after_{attach}", localization_config(
+            "regressor", args.loc_steps, 0.01, "constant", box_scaler, classifier_dir,
+            attach=attach))
+        out[f"frozen_classifier_head_after_{attach}"] = score(res)
+    joint = localization_config("joint", args.loc_steps // 2, 0.005, "cosine", box_scaler,
+                                regressor_dirs["features"])
+    res, joint_dir = run("3_joint", joint)
+    out["joint_finetune_head_after_features"] = score(res)
+    res, _ = run("2_keypoints", localization_config(
+        "regressor", args.loc_steps, 0.01, "constant", kp_scaler, classifier_dir,
+        target="keypoints"))
+    out["keypoints_pck_at_0.1_frame"] = res["eval_pck"]
+    # The pictures: the jointly fine-tuned localizer on the first test scenes.
+    model, task = build_model(joint), get_task(joint)
+    variables = {k: v for k, v in load_variables(str(joint_dir)).items() if v}
+    pred = jax.jit(lambda v, x: task.predict(model, joint, (side, side), v, {"image": x}))(
+        variables, jnp.asarray(test.images[:8]))
+    return out, (np.asarray(pred["label"]), np.asarray(pred["boxes"]), test)
 
 
 def draw(test: Scenes, dets: list[Detections], loc_pred: tuple[np.ndarray, np.ndarray, Scenes],
@@ -279,22 +334,31 @@ def main() -> None:
     p.add_argument("--loc-test", type=int, default=1000)
     p.add_argument("--loc-classifier-steps", type=int, default=1000)
     p.add_argument("--loc-steps", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0,
+                   help="training seed of every run (initialisation, batch order); the "
+                        "results of seed != 0 go to mnist_scenes_seed<N>.json, no pictures")
+    p.add_argument("--workdir", type=Path,
+                   default=Path(tempfile.gettempdir()) / "jaxvision_mnist_scenes",
+                   help="where the runs' workdirs go (each is cleared before its run)")
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     t_start, cpu_start = time.perf_counter(), time.process_time()
 
     train_x, train_y, train_desc = load_mnist("train")
     test_x, test_y, test_desc = load_mnist("test")
-    model, variables, train_info = train_window_classifier(train_x, train_y, args)
+    model, variables, train_info = train_window_classifier(train_x, train_y, test_x, test_y,
+                                                           args)
     print(f"window classifier: {train_info} ({time.perf_counter() - t_start:.0f} s)",
           flush=True)
     test = make_scenes(test_x, test_y, args.test_scenes, size=(112, 112),
                        digits_per_scene=(1, 4), scale_range=(1.0, 2.0), seed=0)
     det, dets = run_detection(model, variables, test, args)
     print(json.dumps(det, indent=1), f"({time.perf_counter() - t_start:.0f} s)", flush=True)
-    loc, loc_pred = run_localization(train_x, train_y, test_x, test_y, variables, args)
+    loc, loc_pred = run_localization(train_x, train_y, test_x, test_y,
+                                     Path(train_info["workdir"]), args)
     print(json.dumps(loc, indent=1))
-    draw(test, dets, loc_pred)
+    if args.seed == 0:
+        draw(test, dets, loc_pred)
     results = {
         "data": {"mnist_train": train_desc, "mnist_test": test_desc,
                  "detection_test_scenes": {"count": args.test_scenes, "size": [112, 112],
@@ -308,8 +372,9 @@ def main() -> None:
         "cpu_seconds_total": time.process_time() - cpu_start,
         "jax": jax.__version__, "backend": jax.default_backend(),
     }
-    (RESULTS / "mnist_scenes.json").write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {RESULTS}/mnist_scenes.json in {results['seconds_total']:.0f} s")
+    name = "mnist_scenes.json" if args.seed == 0 else f"mnist_scenes_seed{args.seed}.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {RESULTS}/{name} in {results['seconds_total']:.0f} s")
 
 
 if __name__ == "__main__":

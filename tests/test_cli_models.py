@@ -93,12 +93,12 @@ def test_classify_refuses_without_weights(capsys: pytest.CaptureFixture) -> None
 def test_classify_bad_inputs(resnet18, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path, _ = resnet18
     assert main(["classify", str(tmp_path / "missing.jpg"), "--model", "resnet18",
-                 "--weights", str(path)]) == 1
+                 "--weights", str(path)]) == 2
     assert "missing.jpg" in capsys.readouterr().err
     not_a_checkpoint = tmp_path / "notes.pth"
     not_a_checkpoint.write_text("not weights")
     assert main(["classify", str(sample_image()), "--model", "resnet18",
-                 "--weights", str(not_a_checkpoint)]) == 1
+                 "--weights", str(not_a_checkpoint)]) == 2
     assert "not a checkpoint" in capsys.readouterr().err
 
 
@@ -133,8 +133,10 @@ def test_convert_errors(resnet18, tmp_path: Path, capsys: pytest.CaptureFixture)
 
     torch.save({"fc.weight": Exploit()}, tmp_path / "evil.pth")
     assert main(["convert", "resnet18", str(tmp_path / "evil.pth"),
-                 str(tmp_path / "evil.safetensors")]) == 1
-    assert "posix.system" in capsys.readouterr().err
+                 str(tmp_path / "evil.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "posix.system" in err and "evil.pth" in err
     assert not marker.exists() and not (tmp_path / "evil.safetensors").exists()
-    assert main(["convert", "resnet34", str(path), str(tmp_path / "r34.msgpack")]) == 1
-    assert "layer3.5.conv1.weight" in capsys.readouterr().err
+    assert main(["convert", "resnet34", str(path), str(tmp_path / "r34.msgpack")]) == 2
+    err = capsys.readouterr().err
+    assert "layer3.5.conv1.weight" in err and "resnet18.pth" in err

@@ -37,52 +37,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _fail(msg: str, code: int = 1) -> int:
-    print(f"jaxvision classify: {msg}", file=sys.stderr)
-    return code
-
-
 def run(args: argparse.Namespace) -> int:
     import jax
     import numpy as np
 
     from jaxvision.models import get_model_builder
-    from jaxvision.weights import (
-        WEIGHTS,
-        CheckpointError,
-        CheckpointMismatchError,
-        DownloadError,
-        ImageClassificationPreset,
-        imagenet_classes,
-        load,
-    )
+    from jaxvision.weights import WEIGHTS, ImageClassificationPreset, imagenet_classes, load
 
     if args.weights is None and not args.random_weights:
-        return _fail(
+        raise ValueError(
             "no --weights given. With random weights the predicted classes are "
             "meaningless, so classify refuses. Pass --weights PATH (a torchvision .pth file, "
             "or one converted by `jaxvision convert`), --weights URL, or --weights "
             "torchvision to download the published ImageNet weights (needs internet); "
-            "--random-weights runs anyway for testing.", 2)
+            "--random-weights runs anyway for testing.")
     if args.weights is not None and args.random_weights:
-        return _fail("--weights and --random-weights exclude each other", 2)
+        raise ValueError("--weights and --random-weights exclude each other")
     try:
         builder = get_model_builder(args.model)
-    except KeyError as e:
-        return _fail(e.args[0], 2)
+    except KeyError as e:  # an unknown name: the registry's message lists the known ones
+        raise ValueError(e.args[0]) from None
     info = WEIGHTS.get(args.model)
     config = dict(info.config) if info is not None else {}
     module = builder(**config)
     shape = getattr(module, "default_input_shape", (224, 224, 3))
     if shape[-1] != 3:
-        return _fail(f"{args.model} takes {shape[-1]}-channel images; classify is for RGB "
-                     "ImageNet classifiers", 2)
+        raise ValueError(f"{args.model} takes {shape[-1]}-channel images; classify is for "
+                         "RGB ImageNet classifiers")
     preset = info.transforms() if info is not None else ImageClassificationPreset(
         crop_size=shape[0], resize_size=round(shape[0] * 256 / 224))
-    try:
-        images = preset.batch(Path(p) for p in args.images)
-    except (ValueError, FileNotFoundError) as e:
-        return _fail(str(e))
+    images = preset.batch(Path(p) for p in args.images)
     if args.random_weights:
         print(RANDOM_WARNING, file=sys.stderr)
         variables = jax.jit(lambda x: module.init(jax.random.key(0), x, train=False))(
@@ -91,11 +75,8 @@ def run(args: argparse.Namespace) -> int:
         source = None if args.weights == "torchvision" else args.weights
         try:
             variables = load(args.model, source, **config)
-        except (CheckpointError, CheckpointMismatchError, DownloadError,
-                FileNotFoundError) as e:
-            return _fail(f"weights {args.weights}: {e}")
-        except KeyError as e:
-            return _fail(e.args[0], 2)
+        except KeyError as e:  # no published weights for this model
+            raise ValueError(e.args[0]) from None
     logits = jax.jit(lambda v, x: module.apply(v, x, train=False))(variables, images)
     probs = np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
     n_classes = probs.shape[-1]

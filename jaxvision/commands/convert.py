@@ -11,7 +11,6 @@ with ``jaxvision.weights.load(MODEL, DST)`` or ``--weights DST``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -29,27 +28,16 @@ def run(args: argparse.Namespace) -> int:
     import jax
     import numpy as np
 
-    from jaxvision.weights import (
-        CheckpointError,
-        CheckpointMismatchError,
-        DownloadError,
-        load,
-        write,
-    )
+    from jaxvision.weights import load, write
 
     dst = Path(args.dst)
     if dst.suffix not in (".safetensors", ".msgpack"):
-        print(f"jaxvision convert: output {dst} must end in .safetensors or .msgpack "
-              "(safe formats that hold no code)", file=sys.stderr)
-        return 2
+        raise ValueError(f"output {dst} must end in .safetensors or .msgpack (safe formats "
+                         "that hold no code)")
     try:
         variables = load(args.model, args.src)
-    except KeyError as e:
-        print(f"jaxvision convert: {e.args[0]}", file=sys.stderr)
-        return 2
-    except (CheckpointError, CheckpointMismatchError, DownloadError, FileNotFoundError) as e:
-        print(f"jaxvision convert: {args.src}: {e}", file=sys.stderr)
-        return 1
+    except KeyError as e:  # an unknown model name
+        raise ValueError(e.args[0]) from None
     write(variables, dst)
     leaves = jax.tree_util.tree_leaves(variables.get("params", {}))
     n = sum(int(np.prod(x.shape)) for x in leaves)

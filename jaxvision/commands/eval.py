@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from jaxvision.commands.train import accept_config_flags
-from jaxvision.train.config import ConfigError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,26 +28,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from jaxvision.train.config import apply_overrides, load_config
-    from jaxvision.train.loop import evaluate_checkpoint, load_workdir_config
+    from jaxvision.train.loop import describe, evaluate_checkpoint, load_workdir_config
 
     overrides = list(args.overrides) + list(args.config_flags)
-    try:
-        if args.config is None:
-            config = apply_overrides(load_workdir_config(args.workdir), overrides)
-        else:
-            config = load_config(args.config, overrides)
-    except ConfigError as e:
-        print(f"jaxvision eval: config error: {e}", file=sys.stderr)
-        return 2
-    try:
-        m = evaluate_checkpoint(config, args.workdir, args.step)
-    except FileNotFoundError as e:
-        print(f"jaxvision eval: {e}", file=sys.stderr)
-        return 1
+    if args.config is None:
+        config = apply_overrides(load_workdir_config(args.workdir), overrides)
+    else:
+        config = load_config(args.config, overrides)
+    m = evaluate_checkpoint(config, args.workdir, args.step)
     if args.json:
         print(json.dumps(m))
     else:
-        print(f"step {m['step']}: {config.data.eval_split} top-1 {m['eval_top1']:.4f} "
-              f"(error {100 * (1 - m['eval_top1']):.2f}%), top-5 {m['eval_top5']:.4f}, "
-              f"loss {m['eval_loss']:.4f} on {int(m['eval_count'])} examples")
+        print(f"step {m['step']}: {describe(config, m)}")
     return 0

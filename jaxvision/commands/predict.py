@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -28,27 +27,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from jaxvision.train.loop import load_workdir_config
     from jaxvision.train.predict import predict_files
+    from jaxvision.train.workdir import CHECKPOINTS
 
     step = None
     workdir = args.workdir
     if args.checkpoint is not None:
         ck = Path(args.checkpoint)
-        if not ck.name.isdigit() or ck.parent.name != "checkpoints":
-            print(f"jaxvision predict: --checkpoint {ck} is not a <workdir>/checkpoints/<step> "
-                  "folder", file=sys.stderr)
-            return 2
+        if not ck.name.isdigit() or ck.parent.name != CHECKPOINTS:
+            raise ValueError(f"--checkpoint {ck} is not a <workdir>/checkpoints/<step> folder")
         workdir, step = str(ck.parent.parent), int(ck.name)
-    try:
-        config = load_workdir_config(workdir)
-        restored, results = predict_files(config, workdir, list(args.images), step, args.top_k)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"jaxvision predict: {e}", file=sys.stderr)
-        return 1
-    for path, top in zip(args.images, results, strict=True):
+    config = load_workdir_config(workdir)
+    restored, results = predict_files(config, workdir, list(args.images), step, args.top_k)
+    for path, res in zip(args.images, results, strict=True):
+        top = res.get("top", [])
+        extra = {k: v for k, v in res.items() if k != "top"}
         if args.json:
             print(json.dumps({"image": path, "step": restored,
-                              "top": [{"class": c, "probability": p} for c, p in top]}))
+                              "top": [{"class": c, "probability": p} for c, p in top],
+                              **extra}))
         else:
-            shown = ", ".join(f"{c} {p:.3f}" for c, p in top)
+            shown = ", ".join([f"{c} {p:.3f}" for c, p in top]
+                              + [f"{k} {_rounded(v)}" for k, v in extra.items()])
             print(f"{path}: {shown}")
     return 0
+
+
+def _rounded(value: object) -> object:
+    """Pixel coordinates to one decimal, for the text output."""
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return round(value, 1) if isinstance(value, float) else value

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,15 +32,17 @@ def run(args: argparse.Namespace) -> int:
     from jaxvision.models import get_model, list_models
     from jaxvision.summary import summarize
 
-    if args.list or not args.model:
+    if args.list:
         print("\n".join(list_models()))
-        return 0 if args.list else 2
+        return 0
+    if not args.model:
+        raise ValueError("name a model, e.g. `jaxvision summary resnet50`; "
+                         "`jaxvision summary --list` lists them")
     config = {} if args.num_classes is None else {"num_classes": args.num_classes}
     try:
         module = get_model(args.model, **config)
-    except KeyError as e:
-        print(f"jaxvision summary: {e.args[0]}", file=sys.stderr)
-        return 2
+    except KeyError as e:  # an unknown name: the registry's message lists the known ones
+        raise ValueError(e.args[0]) from None
     shape = None
     if args.input_size is not None:
         channels = getattr(module, "default_input_shape", (0, 0, 3))[-1]
@@ -49,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         s = summarize(module, shape, batch_size=args.batch_size, flops=not args.no_flops)
     except (ValueError, TypeError) as e:  # e.g. an input too small for the model
-        print(f"jaxvision summary: {args.model} at input {shape}: {e}", file=sys.stderr)
-        return 2
+        raise ValueError(f"{args.model} at input {shape}: {e}") from None
     s = dataclasses.replace(s, name=args.model)
     if args.json:
         print(json.dumps({"model": args.model, "input_shape": list(s.input_shape),

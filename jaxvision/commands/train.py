@@ -6,7 +6,8 @@
     jaxvision train --config lenet5_mnist --config.data.root=/data/mnist   # same as data.root=...
 
 Overrides are ``key=value`` or ``--config.key=value`` (keys of
-:data:`jaxvision.train.config.SCHEMA`). Running again with the same ``--workdir`` resumes.
+:data:`jaxvision.train.config.KEYS`; ``--list-keys`` prints them). Running again with the
+same ``--workdir`` resumes.
 Multi-process: ``--coordinator host:port --num-processes N --process-id I`` on every process
 (or the ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID`` variables).
 """
@@ -17,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jaxvision.train.config import DEFAULT_EXPERIMENT, SCHEMA, ConfigError, list_experiments
+from jaxvision.train.config import DEFAULT_EXPERIMENT, describe, list_experiments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -56,26 +57,19 @@ def accept_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.list_keys:
-        for key, field in SCHEMA.items():
-            print(f"{key} = {field.default!r}  # {field.help}")
+        for key, default, help in describe():
+            print(f"{key} = {default!r}  # {help}")
         return 0
     from jaxvision.train import sharding
 
     sharding.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     from jaxvision.train.config import load_config
-    from jaxvision.train.loop import NonFiniteLossError, train_and_evaluate
+    from jaxvision.train.loop import train_and_evaluate
 
-    try:
-        config = load_config(args.config, list(args.overrides) + list(args.config_flags))
-    except ConfigError as e:
-        print(f"jaxvision train: config error: {e}", file=sys.stderr)
-        return 2
+    # Errors (a bad config, missing data, a non-finite loss) are reported by jaxvision.cli.
+    config = load_config(args.config, list(args.overrides) + list(args.config_flags))
     name = Path(args.config).stem if args.config else DEFAULT_EXPERIMENT
     workdir = args.workdir or str(Path("runs") / name)
-    try:
-        train_and_evaluate(config, workdir)
-    except NonFiniteLossError as e:
-        print(f"jaxvision train: {e}", file=sys.stderr)
-        return 3
+    train_and_evaluate(config, workdir)
     # A preempted run saved its checkpoint and exits cleanly (0) so the scheduler restarts it.
     return 0

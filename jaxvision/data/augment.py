@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from jaxvision.checks import pair
+
 #: Eigenvalues and eigenvectors (columns) of the covariance of ImageNet RGB pixels in
 #: [0, 1] units, as used by AlexNet's PCA colour augmentation; the values of
 #: fb.resnet.torch (datasets/imagenet.lua), the reference every reimplementation copies.
@@ -38,17 +40,6 @@ IMAGENET_PCA_EIGVEC = (
 )
 
 Size = int | Sequence[int]
-
-
-def _hw(size: Size) -> tuple[int, int]:
-    """``size`` (int or (h, w)) -> (h, w); validated at trace time."""
-    if isinstance(size, int):
-        h = w = size
-    else:
-        h, w = (int(s) for s in size)
-    if h < 1 or w < 1:
-        raise ValueError(f"crop size must be positive, got {size!r}")
-    return h, w
 
 
 def _check_batch(x: jax.Array, what: str) -> None:
@@ -98,7 +89,7 @@ def crop(x: jax.Array, top: jax.Array, left: jax.Array, size: Size) -> jax.Array
       [B, h, w, C], same dtype.
     """
     _check_batch(x, "crop")
-    h, w = _hw(size)
+    h, w = pair(size, "size")
     c = x.shape[-1]
 
     def one(img: jax.Array, t: jax.Array, l_: jax.Array) -> jax.Array:
@@ -121,7 +112,7 @@ def random_crop(key: jax.Array, x: jax.Array, size: Size, padding: int = 0) -> j
       left_b : left_b + w]`` of the padded ``x[b]``.
     """
     _check_batch(x, "random_crop")
-    h, w = _hw(size)
+    h, w = pair(size, "size")
     if padding < 0:
         raise ValueError(f"random_crop: padding must be >= 0, got {padding}")
     if padding:
@@ -219,7 +210,7 @@ def resized_crop(x: jax.Array, boxes: jax.Array, size: Size) -> jax.Array:
       [B, h, w, C] float32 (pixel units, not rounded).
     """
     _check_batch(x, "resized_crop")
-    oh, ow = _hw(size)
+    oh, ow = pair(size, "size")
     in_h, in_w = x.shape[1:3]
 
     def one(img: jax.Array, box: jax.Array) -> jax.Array:
@@ -293,7 +284,7 @@ def center_crop(x: jax.Array, size: Size) -> jax.Array:
       [B, h, w, C], same dtype.
     """
     _check_batch(x, "center_crop")
-    h, w = _hw(size)
+    h, w = pair(size, "size")
     hh, ww = x.shape[1:3]
     if h > hh or w > ww:
         raise ValueError(f"center_crop: crop {(h, w)} larger than the image {(hh, ww)}")
@@ -313,7 +304,7 @@ def ten_crop(x: jax.Array, size: Size) -> jax.Array:
       [B, 10, h, w, C], same dtype.
     """
     _check_batch(x, "ten_crop")
-    h, w = _hw(size)
+    h, w = pair(size, "size")
     hh, ww = x.shape[1:3]
     if h > hh or w > ww:
         raise ValueError(f"ten_crop: crop {(h, w)} larger than the image {(hh, ww)}")

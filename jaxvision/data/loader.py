@@ -12,13 +12,19 @@ position ``(epoch, step)`` is all that a checkpoint needs to resume exactly
 Evaluation uses ``pad_final=True``: the last global batch is padded to full size with
 copies of a real example whose ``_valid`` flag is False, so no example is dropped and every
 process runs the same number of static-shaped steps.
+
+Examples are dicts with any fields (``image``, ``label``, ``boxes``, ``mask``...); a batch
+stacks every field. A per-example ``transform(example, rng)`` (host-side decoding and
+augmentation) runs before stacking, its ``rng`` drawn from ``(seed, epoch, index)``
+(:func:`example_rng`), so transforms too are exactly reproducible on resume and in worker
+processes.
 """
 
 from __future__ import annotations
 
 import collections
 import multiprocessing as mp
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,41 +50,111 @@ _STATE_CONFIG = (
 )
 
 
-def load_batch(source: Any, indices: np.ndarray) -> Batch:
-    """Gather ``source[i]`` for ``i in indices`` into {"image": [B, H, W, C], "label": int32 [B]}.
+#: A per-example transform: ``transform(example, rng) -> example`` (host side, numpy). It
+#: returns new arrays rather than writing into the example's (which may be read-only views
+#: of the source's memory, as :class:`~jaxvision.data.ArraySource` gives).
+Transform = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
 
-    Uses ``source.get_batch(indices)`` when the source has one (vectorized ArraySource).
+# Appended to the seed of every per-example rng so that its stream differs from the epoch
+# permutation's (numpy's SeedSequence pads with zeros: [seed, epoch] == [seed, epoch, 0]).
+_TRANSFORM_STREAM = 1
+
+
+def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator a transform gets for source example ``index`` in epoch ``epoch``.
+
+    A pure function of ``(seed, epoch, index)``: a resumed loader, any ``worker_count``
+    and any shard count give every example the same random draws.
     """
-    if hasattr(source, "get_batch"):
-        ex = source.get_batch(indices)
-        images, labels = np.asarray(ex["image"]), np.asarray(ex["label"])
-    else:
-        examples = [source[int(i)] for i in indices]
-        shapes = {np.shape(e["image"]) for e in examples}
+    return np.random.default_rng([int(seed), int(epoch), int(index), _TRANSFORM_STREAM])
+
+
+def stack_examples(examples: Sequence[dict[str, Any]]) -> Batch:
+    """Stack every field of ``examples`` along a new leading axis: {field: [B, ...]}.
+
+    Raises:
+      ValueError: naming the field when the examples do not all have the same fields, when a
+        field's shape differs within the batch (batches must be static-shaped), or when a
+        field name starts with ``_`` (reserved for the loader's flags such as :data:`VALID`).
+    """
+    if not examples:
+        raise ValueError("stack_examples: no examples to stack")
+    keys = list(examples[0])
+    for k, e in enumerate(examples[1:], 1):
+        if set(e) != set(keys):
+            raise ValueError(
+                f"DataLoader: examples of one batch have different fields: example 0 has "
+                f"{sorted(keys)}, example {k} has {sorted(e)}"
+            )
+    batch: Batch = {}
+    for key in keys:
+        if key.startswith("_"):
+            raise ValueError(
+                f"DataLoader: example field {key!r} starts with '_', which is reserved for the "
+                f"loader's flags ({VALID!r})"
+            )
+        values = [np.asarray(e[key]) for e in examples]
+        shapes = {v.shape for v in values}
         if len(shapes) > 1:
             raise ValueError(
-                f"DataLoader: images of one batch have different shapes {sorted(shapes)}; "
-                "batches must be static-shaped: resize in the source (e.g. "
-                "ImageFolderSource(image_size=...))"
+                f"DataLoader: field {key!r} has different shapes within one batch "
+                f"{sorted(shapes)}; batches must be static-shaped: resize/pad in the source or "
+                "the transform (e.g. ImageFolderSource(image_size=...), or a dense transform "
+                "onto a fixed canvas)"
             )
-        images = np.stack([np.asarray(e["image"]) for e in examples])
-        labels = np.asarray([e["label"] for e in examples])
-    return {"image": images, "label": labels.astype(np.int32)}
+        batch[key] = np.stack(values)
+    return batch
+
+
+def load_batch(source: Any, indices: np.ndarray, transform: Transform | None = None, *,
+               seed: int = 0, epoch: int = 0) -> Batch:
+    """Gather ``source[i]`` for ``i in indices`` and stack every field: {field: [B, ...]}.
+
+    ``label`` (when present) becomes int32 [B]; every other field keeps its dtype. With a
+    ``transform``, each example is replaced by ``transform(example, example_rng(seed, epoch,
+    i))`` before stacking. Without one, ``source.get_batch(indices)`` is used when the source
+    has it (vectorized :class:`ArraySource`).
+    """
+    if transform is None and hasattr(source, "get_batch"):
+        batch = {k: np.asarray(v) for k, v in source.get_batch(indices).items()}
+        bad = [k for k in batch if k.startswith("_")]
+        if bad:
+            raise ValueError(f"DataLoader: source fields {bad} start with '_' (reserved)")
+    else:
+        examples = []
+        for i in indices:
+            ex = source[int(i)]
+            if transform is not None:
+                ex = transform(dict(ex), example_rng(seed, epoch, int(i)))
+                if not isinstance(ex, dict):
+                    raise TypeError(
+                        f"DataLoader: transform must return a dict of fields, got "
+                        f"{type(ex).__name__}"
+                    )
+            examples.append(ex)
+        batch = stack_examples(examples)
+    if "label" in batch:
+        batch["label"] = batch["label"].astype(np.int32)
+    return batch
 
 
 # ---- worker processes -------------------------------------------------------------------
-# Each worker process receives the source once (pickled by the pool initializer) and then
-# loads whole batches from index arrays, so only indices travel to it and batches back.
+# Each worker process receives the source and the transform once (pickled by the pool
+# initializer) and then loads whole batches from index arrays, so only indices travel to it
+# and batches back.
 _WORKER_SOURCE: Any = None
+_WORKER_TRANSFORM: Transform | None = None
+_WORKER_SEED = 0
 
 
-def _worker_init(source: Any) -> None:
-    global _WORKER_SOURCE
-    _WORKER_SOURCE = source
+def _worker_init(source: Any, transform: Transform | None = None, seed: int = 0) -> None:
+    global _WORKER_SOURCE, _WORKER_TRANSFORM, _WORKER_SEED
+    _WORKER_SOURCE, _WORKER_TRANSFORM, _WORKER_SEED = source, transform, seed
 
 
-def _worker_load(indices: np.ndarray) -> tuple[Batch, list[str]]:
-    batch = load_batch(_WORKER_SOURCE, indices)
+def _worker_load(indices: np.ndarray, epoch: int = 0) -> tuple[Batch, list[str]]:
+    batch = load_batch(_WORKER_SOURCE, indices, _WORKER_TRANSFORM, seed=_WORKER_SEED,
+                       epoch=epoch)
     # Decode-time skips happen in the worker's copy of the source; report them back.
     skipped = sorted(getattr(_WORKER_SOURCE, "skipped_paths", ()))
     return batch, skipped
@@ -87,13 +163,14 @@ def _worker_load(indices: np.ndarray) -> tuple[Batch, list[str]]:
 class DataLoader:
     """Batches a random-access source: shuffled per epoch, sharded per process, resumable.
 
-    Iterating yields ``{"image": [B, H, W, C] (the source's dtype, uint8), "label": int32 [B],
-    "_valid": bool [B]}`` with ``B = batch_size`` (per process). ``_valid`` (:data:`VALID`) is
-    False only on the
-    padding rows of the final batch when ``pad_final=True``.
+    Iterating yields every field of the examples stacked, e.g. ``{"image": [B, H, W, C] (the
+    source's dtype, uint8), "label": int32 [B], ..., "_valid": bool [B]}`` with
+    ``B = batch_size`` (per process). ``_valid`` (:data:`VALID`) is False only on the padding
+    rows of the final batch when ``pad_final=True``.
 
     Args:
-      source: random-access source (``len``, ``src[i] -> {"image", "label"}``).
+      source: random-access source (``len``, ``src[i] -> {"image", "label", ...}``: any
+        fields whose names do not start with ``_``).
       batch_size: examples per batch *per process*; the global batch is
         ``batch_size * shard_count``.
       shuffle: visit each epoch in the order of a permutation drawn from ``(seed, epoch)``.
@@ -109,6 +186,12 @@ class DataLoader:
       pad_final: keep every example: the last global batch is padded to full size with
         ``_valid=False`` rows (``drop_remainder`` is then ignored). For evaluation.
       prefetch: batches requested ahead per worker (``worker_count > 0`` only).
+      transform: ``transform(example: dict, rng: numpy.random.Generator) -> dict`` applied to
+        every example before stacking (host-side decoding/augmentation, e.g. the dense
+        transforms onto a fixed canvas). ``rng`` is :func:`example_rng` ``(seed, epoch,
+        index)`` with ``index`` the example's index in the source: a pure function of the
+        position, so resuming is exact and every ``worker_count`` gives the same batches.
+        Must be picklable when ``worker_count > 0``.
 
     Iteration starts at the loader's current position (initially epoch 0, step 0) and
     advances it as batches are *yielded* (so :meth:`get_state` right after receiving a
@@ -131,6 +214,7 @@ class DataLoader:
         worker_count: int = 0,
         pad_final: bool = False,
         prefetch: int = 2,
+        transform: Transform | None = None,
     ):
         if shard_index is None or shard_count is None:
             import jax  # deferred: workers and pure-numpy users need not import JAX
@@ -172,6 +256,7 @@ class DataLoader:
         self.shard_count = int(shard_count)
         self.worker_count = int(worker_count)
         self.prefetch = int(prefetch)
+        self.transform = transform
         self.num_examples = n
         self.global_batch_size = self.batch_size * self.shard_count
         if self.pad_final or not self.drop_remainder:
@@ -243,14 +328,15 @@ class DataLoader:
     def _iter_inline(self) -> Iterator[Batch]:
         for epoch, step in self._positions():
             idx, mask = self.batch_indices(epoch, step)
-            batch = load_batch(self.source, idx)
+            batch = load_batch(self.source, idx, self.transform, seed=self.seed, epoch=epoch)
             batch[VALID] = mask
             self._advance()
             yield batch
 
     def _iter_workers(self) -> Iterator[Batch]:
         ctx = mp.get_context("spawn")
-        pool = ctx.Pool(self.worker_count, initializer=_worker_init, initargs=(self.source,))
+        pool = ctx.Pool(self.worker_count, initializer=_worker_init,
+                        initargs=(self.source, self.transform, self.seed))
         try:
             pending: collections.deque = collections.deque()
             positions = self._positions()
@@ -261,7 +347,7 @@ class DataLoader:
                 if pos is None:
                     return False
                 idx, mask = self.batch_indices(*pos)
-                pending.append((mask, pool.apply_async(_worker_load, (idx,))))
+                pending.append((mask, pool.apply_async(_worker_load, (idx, pos[0]))))
                 return True
 
             while len(pending) < limit and submit():

@@ -9,11 +9,14 @@ known. :class:`jaxvision.data.DataLoader` batches any source.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from jaxvision.checks import pair
 
 Example = dict[str, Any]
 
@@ -39,18 +42,35 @@ def _check_index(index: int, n: int, what: str) -> int:
     return i
 
 
+def _read_only(value: Any) -> Any:
+    """A read-only view of a row of the source's arrays: a transform writing into an example
+    in place would otherwise change the source itself (and every later epoch)."""
+    if isinstance(value, np.ndarray):
+        value = value.view()
+        value.flags.writeable = False
+    return value
+
+
 class ArraySource:
-    """In-memory source over stacked arrays.
+    """In-memory source over stacked arrays, with any number of named per-example fields.
+
+    ``src[i]`` -> ``{"image": uint8 [H, W, C], "label": int, <field>: fields[field][i], ...}``
+    (``label`` only when ``labels`` is given; arrays are read-only views of the source's
+    memory); :meth:`get_batch` gathers the same fields stacked along a leading batch axis.
 
     Args:
       images: [N, H, W, C] uint8 (a [N, H, W] array is taken as C=1).
-      labels: [N] integer class indices.
-      num_classes: number of classes; default ``labels.max() + 1``.
+      labels: [N] integer class indices, or None for a source without a ``label`` field
+        (e.g. dense examples whose boxes carry their own ``labels``).
+      num_classes: number of classes; default ``labels.max() + 1`` (None without labels).
+      **fields: further per-example arrays, each with leading dimension N (e.g. ``boxes``
+        float32 [N, K, 4], ``mask`` uint8 [N, H, W]); names must not start with ``_``
+        (reserved for the loader's flags, :data:`jaxvision.data.VALID`).
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int | None = None):
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None = None, *,
+                 num_classes: int | None = None, **fields: Any):
         images = np.asarray(images)
-        labels = np.asarray(labels)
         if images.ndim == 3:
             images = images[..., None]
         if images.ndim != 4:
@@ -59,22 +79,43 @@ class ArraySource:
             )
         if images.dtype != np.uint8:
             raise ValueError(f"ArraySource: images must be uint8, got {images.dtype}")
-        if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-            raise ValueError(
-                f"ArraySource: labels must be [N] with N={images.shape[0]} (one per image), "
-                f"got shape {labels.shape}"
-            )
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"ArraySource: labels must be integers, got {labels.dtype}")
-        if labels.size and labels.min() < 0:
-            raise ValueError(f"ArraySource: labels must be >= 0, got min {labels.min()}")
-        if num_classes is None:
-            num_classes = int(labels.max()) + 1 if labels.size else 0
-        elif labels.size and labels.max() >= num_classes:
-            raise ValueError(f"ArraySource: label {int(labels.max())} >= num_classes={num_classes}")
+        n = images.shape[0]
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.ndim != 1 or labels.shape[0] != n:
+                raise ValueError(
+                    f"ArraySource: labels must be [N] with N={n} (one per image), "
+                    f"got shape {labels.shape}"
+                )
+            if not np.issubdtype(labels.dtype, np.integer):
+                raise ValueError(f"ArraySource: labels must be integers, got {labels.dtype}")
+            if labels.size and labels.min() < 0:
+                raise ValueError(f"ArraySource: labels must be >= 0, got min {labels.min()}")
+            if num_classes is None:
+                num_classes = int(labels.max()) + 1 if labels.size else 0
+            elif labels.size and labels.max() >= num_classes:
+                raise ValueError(
+                    f"ArraySource: label {int(labels.max())} >= num_classes={num_classes}"
+                )
+            labels = labels.astype(np.int64)
+        extra: dict[str, np.ndarray] = {}
+        for name, value in fields.items():
+            if name.startswith("_"):
+                raise ValueError(
+                    f"ArraySource: field name {name!r} starts with '_', which is reserved for "
+                    "the loader's flags"
+                )
+            value = np.asarray(value)
+            if value.ndim == 0 or value.shape[0] != n:
+                raise ValueError(
+                    f"ArraySource: field {name!r} must have leading dimension N={n} (one row "
+                    f"per image), got shape {value.shape}"
+                )
+            extra[name] = value
         self.images = images
-        self.labels = labels.astype(np.int64)
-        self.num_classes = int(num_classes)
+        self.labels = labels
+        self.fields = extra
+        self.num_classes = None if num_classes is None else int(num_classes)
         self.image_shape: tuple[int, int, int] = tuple(images.shape[1:])  # type: ignore[assignment]
 
     def __len__(self) -> int:
@@ -82,17 +123,28 @@ class ArraySource:
 
     def __getitem__(self, index: int) -> Example:
         i = _check_index(index, len(self), "ArraySource")
-        return {"image": self.images[i], "label": int(self.labels[i])}
+        ex: Example = {"image": _read_only(self.images[i])}
+        if self.labels is not None:
+            ex["label"] = int(self.labels[i])
+        for name, value in self.fields.items():
+            ex[name] = _read_only(value[i])
+        return ex
 
     def get_batch(self, indices: Sequence[int] | np.ndarray) -> Example:
-        """Vectorized gather: {"image": uint8 [B, H, W, C], "label": int64 [B]}."""
+        """Vectorized gather: {"image": uint8 [B, H, W, C], "label": int64 [B], field: [B, ...]}."""
         idx = np.asarray(indices, dtype=np.int64)
-        return {"image": self.images[idx], "label": self.labels[idx]}
+        batch: Example = {"image": self.images[idx]}
+        if self.labels is not None:
+            batch["label"] = self.labels[idx]
+        for name, value in self.fields.items():
+            batch[name] = value[idx]
+        return batch
 
     def __repr__(self) -> str:
+        extra = f", fields={sorted(self.fields)}" if self.fields else ""
         return (
             f"ArraySource(n={len(self)}, image_shape={self.image_shape}, "
-            f"num_classes={self.num_classes})"
+            f"num_classes={self.num_classes}{extra})"
         )
 
 
@@ -102,18 +154,6 @@ def _fspath(p: str | os.PathLike[str]) -> Path:
 
 class ImageDecodeError(OSError):
     """An image file could not be read or decoded (the message names the file)."""
-
-
-def _as_hw(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
-    if image_size is None:
-        return None
-    if isinstance(image_size, (int, np.integer)):
-        hw = (int(image_size), int(image_size))
-    else:
-        hw = tuple(int(s) for s in image_size)
-    if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"image_size must be an int or (height, width) >= 1, got {image_size!r}")
-    return hw  # type: ignore[return-value]
 
 
 def decode_image(path: str | os.PathLike[str], image_size: tuple[int, int] | None = None,
@@ -141,7 +181,96 @@ def decode_image(path: str | os.PathLike[str], image_size: tuple[int, int] | Non
         raise ImageDecodeError(f"cannot decode image {path}: {type(e).__name__}: {e}") from e
 
 
-class ImageFolderSource:
+ON_ERROR = ("raise", "skip")
+
+
+def check_on_error(on_error: str, what: str) -> str:
+    """Validate an ``on_error`` argument ('raise' or 'skip')."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"{what}: on_error must be 'raise' or 'skip', got {on_error!r}")
+    return on_error
+
+
+class FileSource:
+    """Base of the file-backed sources: ``on_error`` bookkeeping and the skip-to-next rule.
+
+    Subclasses fill ``self.items`` (one entry per example) and implement
+    ``_item_path(item)`` (the file named in reports) and ``_load(i, item) -> Example``,
+    raising one of ``skippable`` (:class:`ImageDecodeError`; the dense sources add
+    :class:`~jaxvision.data.AnnotationError`) for bad input.
+
+    Items found bad while indexing (:meth:`_reject` in ``__init__``) are left out of the
+    source. Items found bad only when loaded (a corrupt JPEG, a label value above the class
+    count) cannot leave a random-access source: with ``on_error="skip"``, ``src[i]`` then
+    returns the next good item ``i+1, i+2, ...`` (wrapping around; deterministic, so a
+    resumed loader sees the same batches), warns, and records the bad file. Either way the
+    file is in ``skipped_paths`` (the DataLoader merges the ones its worker processes meet;
+    the trainer reports them at the end) with its reason in ``skip_reasons``.
+    """
+
+    name = "FileSource"
+    skippable: tuple[type[Exception], ...] = (ImageDecodeError,)
+    items: Sequence[Any]
+
+    def _init_errors(self, on_error: str) -> None:
+        self.on_error = check_on_error(on_error, self.name)
+        self.skipped_paths: set[str] = set()
+        self.skip_reasons: dict[str, str] = {}
+
+    @property
+    def skipped(self) -> int:
+        """Number of distinct bad files skipped so far (``on_error="skip"``)."""
+        return len(self.skipped_paths)
+
+    def _reject(self, path: str, error: Exception) -> None:
+        """While indexing: raise ``error`` (on_error="raise") or record ``path`` as skipped."""
+        if self.on_error == "raise":
+            raise error
+        self.skipped_paths.add(str(path))
+        self.skip_reasons[str(path)] = str(error)
+
+    def _warn_skipped(self) -> None:
+        """One warning for the items :meth:`_reject` left out while indexing."""
+        if not self.skipped_paths:
+            return
+        paths = sorted(self.skipped_paths)
+        more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+        warnings.warn(
+            f"{self.name}: skipped {len(paths)} bad item(s) (on_error='skip'): "
+            + "; ".join(self.skip_reasons[p] for p in paths[:3]) + more,
+            stacklevel=3,
+        )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _item_path(self, item: Any) -> str:
+        raise NotImplementedError
+
+    def _load(self, index: int, item: Any) -> Example:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Example:
+        n = len(self)
+        i = _check_index(index, n, self.name)
+        for k in range(n):
+            j = (i + k) % n
+            item = self.items[j]
+            path = self._item_path(item)
+            if path in self.skipped_paths:  # known bad (on_error="skip"): do not retry
+                continue
+            try:
+                return self._load(j, item)
+            except self.skippable as e:
+                if self.on_error == "raise":
+                    raise
+                self.skipped_paths.add(path)
+                self.skip_reasons[path] = str(e)
+                warnings.warn(f"{self.name}: skipping {path}: {e}", stacklevel=2)
+        raise self.skippable[0](f"{self.name}: none of the {n} items can be loaded")
+
+
+class ImageFolderSource(FileSource):
     """Class-per-folder images, like torchvision's ``ImageFolder``: ``root/<class>/<file>``.
 
     Class names are the sorted sub-directory names of ``root`` and map to indices
@@ -157,13 +286,16 @@ class ImageFolderSource:
         index, so ``src[i]`` falls back to the next decodable file ``i+1, i+2, ...``
         (wrapping around; deterministic, so a resumed loader still sees the same batches)
         and the bad file is recorded in ``skipped_paths`` (``skipped`` counts the distinct
-        bad files met so far; the DataLoader merges the ones its worker processes meet).
-        The file list is not decoded up front, so ``len(src)`` still counts bad files.
+        bad files met so far; the DataLoader merges the ones its worker processes meet;
+        see :class:`FileSource`). The file list is not decoded up front, so ``len(src)``
+        still counts bad files.
       image_size: int or (height, width): resize every image to it (PIL bilinear) so
         batches are static-shaped; None keeps each file's size (then ``image_shape`` is
         None, and a batch of mixed sizes raises in the loader).
       grayscale: decode to one channel (PIL "L"), ``image`` uint8 [H, W, 1].
     """
+
+    name = "ImageFolderSource"
 
     def __init__(
         self,
@@ -173,10 +305,7 @@ class ImageFolderSource:
         image_size: int | tuple[int, int] | None = None,
         grayscale: bool = False,
     ):
-        if on_error not in ("raise", "skip"):
-            raise ValueError(
-                f"ImageFolderSource: on_error must be 'raise' or 'skip', got {on_error!r}"
-            )
+        self._init_errors(on_error)
         root = _fspath(root)
         if not root.is_dir():
             raise FileNotFoundError(f"ImageFolderSource: {root} is not a directory")
@@ -202,36 +331,18 @@ class ImageFolderSource:
         self.samples = samples
         self.targets = np.asarray([s[1] for s in samples], dtype=np.int64)
         self.num_classes = len(classes)
-        self.on_error = on_error
-        self.image_size = _as_hw(image_size)
+        self.image_size = None if image_size is None else pair(image_size, "image_size")
         self.grayscale = bool(grayscale)
         channels = 1 if self.grayscale else 3
         self.image_shape = None if self.image_size is None else (*self.image_size, channels)
-        self.skipped_paths: set[str] = set()
+        self.items = samples
 
-    @property
-    def skipped(self) -> int:
-        """Number of distinct undecodable files met so far (on_error="skip")."""
-        return len(self.skipped_paths)
+    def _item_path(self, item: tuple[str, int]) -> str:
+        return item[0]
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> Example:
-        n = len(self)
-        i = _check_index(index, n, "ImageFolderSource")
-        for k in range(n):
-            path, label = self.samples[(i + k) % n]
-            if path in self.skipped_paths:  # known bad (on_error="skip"): do not retry
-                continue
-            try:
-                image = decode_image(path, self.image_size, self.grayscale)
-                return {"image": image, "label": label}
-            except ImageDecodeError:
-                if self.on_error == "raise":
-                    raise
-                self.skipped_paths.add(path)
-        raise ImageDecodeError(f"ImageFolderSource: no file under {self.root} can be decoded")
+    def _load(self, index: int, item: tuple[str, int]) -> Example:
+        return {"image": decode_image(item[0], self.image_size, self.grayscale),
+                "label": item[1]}
 
     def __repr__(self) -> str:
         return (
@@ -260,7 +371,7 @@ class TFDSSource:
         self.data_source = data_source
         self.image_key = image_key
         self.label_key = label_key
-        self.image_size = _as_hw(image_size)
+        self.image_size = None if image_size is None else pair(image_size, "image_size")
         self.num_classes: int | None = None
         self.classes: list[str] | None = None
         self.image_shape: tuple[int, int, int] | None = None

@@ -1,5 +1,11 @@
-"""Classification + localization: regression heads on zoo classifiers, the staged training
-recipe, the ILSVRC localization metric and a DeepPose-style keypoint variant."""
+"""Classification + localization: regression heads on zoo classifiers, target encodings,
+losses, the ILSVRC localization metric and a DeepPose-style keypoint variant.
+
+Training runs on the shared engine (``task.name='localization'``,
+:mod:`jaxvision.train.tasks.localization`); the staged recipe (classifier, frozen classifier
++ head, joint fine-tuning) is configuration there: ``localization.box_weight`` /
+``class_weight``, ``optimizer.frozen`` and ``model.init_from``.
+"""
 
 from jaxvision.localization.heads import (
     Localizer,
@@ -9,13 +15,12 @@ from jaxvision.localization.heads import (
 )
 from jaxvision.localization.keypoints import digit_keypoints
 from jaxvision.localization.losses import class_boxes, l2_loss, smooth_l1_loss
-from jaxvision.localization.metrics import localization_correct, paired_iou, pck
+from jaxvision.localization.metrics import localization_correct, paired_iou, pck, pck_correct
 from jaxvision.localization.targets import TargetScaler, boxes_to_cxcywh, cxcywh_to_boxes
-from jaxvision.localization.training import fit, make_optimizer, partition, predict
 
 __all__ = [
     "Localizer", "TargetScaler", "boxes_to_cxcywh", "class_boxes", "classifier_from_localizer",
-    "cxcywh_to_boxes", "digit_keypoints", "fit",
-    "l2_loss", "localization_correct", "localizer_from_classifier", "make_localizer",
-    "make_optimizer", "paired_iou", "partition", "pck", "predict", "smooth_l1_loss",
+    "cxcywh_to_boxes", "digit_keypoints", "l2_loss", "localization_correct",
+    "localizer_from_classifier", "make_localizer", "paired_iou", "pck", "pck_correct",
+    "smooth_l1_loss",
 ]

@@ -38,13 +38,23 @@ def localization_correct(pred_labels: jax.Array, pred_boxes: jax.Array,
     return jnp.any((pred_labels == gt_labels[:, None]) & (ious >= iou_threshold), axis=1)
 
 
-def pck(pred: jax.Array, target: jax.Array, scale: jax.Array, alpha: float = 0.1) -> jax.Array:
-    """Percentage of correct keypoints: distance <= ``alpha * scale``.
+def pck_correct(pred: jax.Array, target: jax.Array, scale: jax.Array,
+                alpha: float = 0.1) -> jax.Array:
+    """Per keypoint: distance <= ``alpha * scale``.
 
     Args:
       pred, target: ``[N, K, 2]``; scale: ``[N]`` (e.g. the object box size).
     Returns:
-      ``[] float32``, the fraction of correct keypoints.
+      ``[N, K] float32``, 1 where the keypoint is correct.
     """
     dist = jnp.linalg.norm(pred - target, axis=-1)
-    return jnp.mean(dist <= alpha * scale[:, None])
+    return (dist <= alpha * scale[:, None]).astype(jnp.float32)
+
+
+def pck(pred: jax.Array, target: jax.Array, scale: jax.Array, alpha: float = 0.1) -> jax.Array:
+    """Percentage of correct keypoints (:func:`pck_correct` averaged).
+
+    Returns:
+      ``[] float32``, the fraction of correct keypoints.
+    """
+    return jnp.mean(pck_correct(pred, target, scale, alpha))

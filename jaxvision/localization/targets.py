@@ -14,7 +14,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+ArrayLike = np.ndarray | jax.Array
 
 
 class TargetScaler(NamedTuple):
@@ -34,7 +38,7 @@ class TargetScaler(NamedTuple):
                    np.maximum(t.std(0), eps).astype(np.float32))
 
     def encode(self, targets: np.ndarray) -> np.ndarray:
-        """``[N, D]`` raw targets -> ``[N, D] float32`` standardised ones (what ``fit`` sees)."""
+        """``[N, D]`` raw targets -> ``[N, D] float32`` standardised ones (what the head learns)."""
         return ((np.asarray(targets, np.float32) - self.mean) / self.std).astype(np.float32)
 
     def decode(self, outputs: np.ndarray) -> np.ndarray:
@@ -42,16 +46,26 @@ class TargetScaler(NamedTuple):
         return (np.asarray(outputs, np.float32) * self.std + self.mean).astype(np.float32)
 
 
-def boxes_to_cxcywh(boxes: np.ndarray) -> np.ndarray:
-    """``[..., 4]`` (x1, y1, x2, y2) -> ``[..., 4]`` (centre x, centre y, width, height)."""
-    b = np.asarray(boxes, np.float32)
-    return np.stack([(b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2,
+def _xp(x: object) -> object:
+    """numpy for host arrays, jax.numpy for jax arrays (also under jit), so one encoding
+    serves the experiment's host code and the training task's jitted loss."""
+    return jnp if isinstance(x, jax.Array) else np
+
+
+def boxes_to_cxcywh(boxes: ArrayLike) -> ArrayLike:
+    """``[..., 4]`` (x1, y1, x2, y2) -> ``[..., 4] float32`` (centre x, centre y, width,
+    height); numpy in, numpy out; jax in, jax out."""
+    xp = _xp(boxes)
+    b = xp.asarray(boxes, xp.float32)
+    return xp.stack([(b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2,
                      b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]], axis=-1)
 
 
-def cxcywh_to_boxes(c: np.ndarray) -> np.ndarray:
-    """``[..., 4]`` (centre x, centre y, width, height) -> ``[..., 4]`` (x1, y1, x2, y2)."""
-    c = np.asarray(c, np.float32)
+def cxcywh_to_boxes(c: ArrayLike) -> ArrayLike:
+    """``[..., 4]`` (centre x, centre y, width, height) -> ``[..., 4] float32`` (x1, y1, x2,
+    y2); numpy in, numpy out; jax in, jax out."""
+    xp = _xp(c)
+    c = xp.asarray(c, xp.float32)
     half_w, half_h = c[..., 2] / 2, c[..., 3] / 2
-    return np.stack([c[..., 0] - half_w, c[..., 1] - half_h,
+    return xp.stack([c[..., 0] - half_w, c[..., 1] - half_h,
                      c[..., 0] + half_w, c[..., 1] + half_h], axis=-1)

@@ -3,6 +3,9 @@
 Every model is a Flax Linen module taking ``images: [N, H, W, C] float32`` (NHWC) and
 returning logits ``[N, num_classes]``; ``module.apply(variables, images, train=False)``.
 Build one by name with :func:`get_model`; :func:`list_models` lists the names.
+
+Backbones for dense tasks (named feature maps, FPN, torchvision's ``resnet_fpn_backbone``)
+are in :mod:`jaxvision.models.backbone` and :mod:`jaxvision.models.fpn`.
 """
 
 from jaxvision.models import (  # noqa: F401  (importing registers the builders)
@@ -18,16 +21,29 @@ from jaxvision.models import (  # noqa: F401  (importing registers the builders)
     vgg,
     wide_resnet,
 )
+from jaxvision.models.backbone import (
+    BackboneWithFPN,
+    IntermediateLayerGetter,
+    frozen_patterns,
+    resnet_fpn_backbone,
+)
 from jaxvision.models.convolutionize import (
     ConvolutionizeSpec,
     FullyConvolutional,
     convolutionize,
     network_stride,
 )
+from jaxvision.models.fpn import FeaturePyramidNetwork, LastLevelMaxPool
 from jaxvision.models.registry import get_model, get_model_builder, list_models, register_model
 
 __all__ = [
+    "BackboneWithFPN",
     "ConvolutionizeSpec",
+    "FeaturePyramidNetwork",
+    "IntermediateLayerGetter",
+    "LastLevelMaxPool",
+    "frozen_patterns",
+    "resnet_fpn_backbone",
     "FullyConvolutional",
     "convolutionize",
     "network_stride",

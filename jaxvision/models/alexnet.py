@@ -49,14 +49,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvision import checks
 from jaxvision.models import layers
 from jaxvision.models.convolutionize import ConvolutionizeSpec
+from jaxvision.models.features import collect
 from jaxvision.models.registry import register_model
 
 # PyTorch's default init for Conv2d/Linear weights (kaiming_uniform with a=sqrt(5)) is
@@ -97,23 +100,48 @@ class AlexNet(nn.Module):
         return ConvolutionizeSpec(dense=self.dense_names, activation=nn.relu,
                                   adaptive_pool=self.adaptive_pool, dropout=self.dropout)
 
-    @nn.compact
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """The conv stack: ``[N, H, W, 3] -> [N, h, w, 256]`` (6x6 at 224x224)."""
-        del train  # no dropout or BatchNorm in the conv stack
+    feature_names: ClassVar[tuple[str, ...]] = (
+        "conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")
+
+    @nn.nowrap
+    def _stream(self, x: jax.Array) -> Iterator[tuple[str, jax.Array]]:
         # Smallest input with a 1x1 map: 3 (pool3) <- 7 (pool2) <- 15 (pool1) <- 63 (conv1).
-        layers.check_images(x, model="alexnet", channels=3, min_size=63)
+        checks.check_images(x, model="alexnet", channels=3, min_size=63)
         x = x.astype(self.dtype)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype,
                   kernel_init=torch_default_kernel_init)
         x = nn.relu(layers.conv2d(64, 11, 4, 2, name="features.0", **kw)(x))
+        yield "conv1", x
         x = layers.max_pool(x, 3, 2)
+        yield "pool1", x
         x = nn.relu(layers.conv2d(192, 5, 1, 2, name="features.3", **kw)(x))
+        yield "conv2", x
         x = layers.max_pool(x, 3, 2)
+        yield "pool2", x
         x = nn.relu(layers.conv2d(384, 3, 1, 1, name="features.6", **kw)(x))
+        yield "conv3", x
         x = nn.relu(layers.conv2d(256, 3, 1, 1, name="features.8", **kw)(x))
+        yield "conv4", x
         x = nn.relu(layers.conv2d(256, 3, 1, 1, name="features.10", **kw)(x))
-        return layers.max_pool(x, 3, 2)
+        yield "conv5", x
+        yield "pool5", layers.max_pool(x, 3, 2)
+
+    @nn.compact
+    def feature_maps(self, x: jax.Array, train: bool = False,
+                     last: str | None = None) -> dict[str, jax.Array]:
+        """Named maps ``[N, h, w, C]`` of ``images: [N, H, W, 3]`` up to ``last``.
+
+        ``conv1``..``conv5`` after their ReLU, ``pool1``, ``pool2``, ``pool5`` (Caffe's
+        names; torchvision's ``features.1``, ``.4``, ``.7``, ``.9``, ``.11`` and the pools
+        ``.2``, ``.5``, ``.12``).
+        """
+        del train  # no dropout or BatchNorm in the conv stack
+        return collect(self._stream(x), self.feature_names, last, "alexnet")
+
+    @nn.compact
+    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """The conv stack: ``[N, H, W, 3] -> [N, h, w, 256]`` (6x6 at 224x224)."""
+        return self.feature_maps(x, train=train)["pool5"]
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -178,12 +206,14 @@ class AlexNet2012(nn.Module):
                                        beta=self.lrn_beta, k=self.lrn_k)
         return y.astype(self.dtype)
 
-    @nn.compact
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """conv1-conv5 with LRN and pooling: ``[N, H, W, 3] -> [N, h, w, 256]`` (6x6 at 227)."""
-        del train  # no dropout or BatchNorm in the conv stack
+    feature_names: ClassVar[tuple[str, ...]] = (
+        "conv1", "norm1", "pool1", "conv2", "norm2", "pool2", "conv3", "conv4", "conv5",
+        "pool5")
+
+    @nn.nowrap
+    def _stream(self, x: jax.Array) -> Iterator[tuple[str, jax.Array]]:
         # Smallest input with a 1x1 map: 3 (pool5) <- 7 (pool2) <- 15 (pool1) <- 67 (conv1).
-        layers.check_images(x, model="alexnet_2012", channels=3, min_size=67)
+        checks.check_images(x, model="alexnet_2012", channels=3, min_size=67)
         x = x.astype(self.dtype)
         init_w = nn.initializers.normal(0.01)
         one = nn.initializers.ones
@@ -196,14 +226,41 @@ class AlexNet2012(nn.Module):
                            bias_init=one if bias_one else nn.initializers.zeros, name=name)
 
         g = self.groups
-        x = self.lrn(nn.relu(conv(96, 11, 4, 0, 1, False, "features.0")(x)))
+        x = nn.relu(conv(96, 11, 4, 0, 1, False, "features.0")(x))
+        yield "conv1", x
+        x = self.lrn(x)
+        yield "norm1", x
         x = layers.max_pool(x, 3, 2)
-        x = self.lrn(nn.relu(conv(256, 5, 1, 2, g, True, "features.4")(x)))
+        yield "pool1", x
+        x = nn.relu(conv(256, 5, 1, 2, g, True, "features.4")(x))
+        yield "conv2", x
+        x = self.lrn(x)
+        yield "norm2", x
         x = layers.max_pool(x, 3, 2)
+        yield "pool2", x
         x = nn.relu(conv(384, 3, 1, 1, 1, False, "features.8")(x))
+        yield "conv3", x
         x = nn.relu(conv(384, 3, 1, 1, g, True, "features.10")(x))
+        yield "conv4", x
         x = nn.relu(conv(256, 3, 1, 1, g, True, "features.12")(x))
-        return layers.max_pool(x, 3, 2)
+        yield "conv5", x
+        yield "pool5", layers.max_pool(x, 3, 2)
+
+    @nn.compact
+    def feature_maps(self, x: jax.Array, train: bool = False,
+                     last: str | None = None) -> dict[str, jax.Array]:
+        """Named maps ``[N, h, w, C]`` of ``images: [N, H, W, 3]`` up to ``last``.
+
+        ``conv1``..``conv5`` after their ReLU, ``norm1``/``norm2`` after the LRNs, ``pool1``,
+        ``pool2``, ``pool5`` (the names of Caffe's ``bvlc_alexnet``).
+        """
+        del train  # no dropout or BatchNorm in the conv stack
+        return collect(self._stream(x), self.feature_names, last, "alexnet_2012")
+
+    @nn.compact
+    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """conv1-conv5 with LRN and pooling: ``[N, H, W, 3] -> [N, h, w, 256]`` (6x6 at 227)."""
+        return self.feature_maps(x, train=train)["pool5"]
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

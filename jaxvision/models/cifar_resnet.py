@@ -39,9 +39,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxvision.models import layers
+from jaxvision import checks
+from jaxvision.models.features import FeatureStream, collect
 from jaxvision.models.registry import register_model
-from jaxvision.models.resnet import BasicBlock, torch_linear_init
+from jaxvision.models.resnet import (
+    BasicBlock,
+    classifier_head,
+    conv_and_norm,
+    stages,
+    stem,
+    stem_names,
+)
 
 Dtype = Any
 
@@ -74,6 +82,9 @@ class CifarResNet(nn.Module):
 
     ``__call__(images: [N, H, W, 3] float32, train=False) -> logits [N, num_classes]``.
     Designed for 32x32 images; every size ``>= 1`` works (global average pooling).
+
+    ``feature_maps(images, train=False, last=None)``: ``conv1``, ``bn1``, ``relu``, ``stem``
+    (the same map as ``relu``), ``layer1..layer3`` (strides 1, 2, 4).
     """
 
     blocks_per_stage: int
@@ -87,30 +98,42 @@ class CifarResNet(nn.Module):
     default_input_shape: ClassVar[tuple[int, int, int]] = (32, 32, 3)
     min_input_size: ClassVar[int] = 1
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        layers.check_images(x, model=type(self).__name__, channels=3,
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of :meth:`feature_maps`, input to output."""
+        return (stem_names(norm=True, max_pool=False)
+                + tuple(f"layer{i + 1}" for i in range(len(self.widths))))
+
+    @nn.nowrap
+    def _stream(self, x: jax.Array, train: bool) -> FeatureStream:
+        checks.check_images(x, model=type(self).__name__, channels=3,
                             min_size=self.min_input_size)
         if self.shortcut not in ("A", "B"):
             raise ValueError(f"shortcut must be 'A' (zero-padding) or 'B' (projection), got "
                              f"{self.shortcut!r}")
-        conv = functools.partial(layers.conv2d, use_bias=False, dtype=self.dtype,
-                                 param_dtype=self.param_dtype)
-        norm = functools.partial(layers.BatchNorm, use_running_average=not train,
-                                 dtype=self.dtype, param_dtype=self.param_dtype)
+        conv, norm = conv_and_norm(train=train, dtype=self.dtype, param_dtype=self.param_dtype)
         shortcut = zero_pad_shortcut if self.shortcut == "A" else None
-        x = jnp.asarray(x, self.dtype)
-        x = conv(self.widths[0], 3, 1, 1, name="conv1")(x)
-        x = self.act(norm(name="bn1")(x))
-        for i, width in enumerate(self.widths):
-            for j in range(self.blocks_per_stage):
-                x = BasicBlock(features=width, conv=conv, norm=norm, act=self.act,
-                               strides=2 if i > 0 and j == 0 else 1, shortcut=shortcut,
-                               name=f"layer{i + 1}.{j}")(x)
-        x = jnp.mean(x, axis=(1, 2))  # global average pooling
-        kernel_init, bias_init = torch_linear_init(x.shape[-1])
-        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
-                        kernel_init=kernel_init, bias_init=bias_init, name="fc")(x)
+        x = yield from stem(jnp.asarray(x, self.dtype), conv, norm, self.act,
+                            features=self.widths[0], kernel_size=3, stride=1, max_pool=False)
+
+        def block(i: int, j: int) -> nn.Module:
+            return BasicBlock(features=self.widths[i], conv=conv, norm=norm, act=self.act,
+                              strides=2 if i > 0 and j == 0 else 1, shortcut=shortcut,
+                              name=f"layer{i + 1}.{j}")
+
+        yield from stages(x, block, [self.blocks_per_stage] * len(self.widths))
+
+    @nn.compact
+    def feature_maps(self, x: jax.Array, train: bool = False,
+                     last: str | None = None) -> dict[str, jax.Array]:
+        """Named maps ``[N, h, w, C]`` of ``images: [N, H, W, 3]`` up to ``last``."""
+        return collect(self._stream(x, train), self.feature_names, last, type(self).__name__)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x = self.feature_maps(x, train=train)[f"layer{len(self.widths)}"]
+        return classifier_head(x, self.num_classes, dtype=self.dtype,
+                               param_dtype=self.param_dtype)
 
 
 ResNet20 = functools.partial(CifarResNet, blocks_per_stage=3)

@@ -45,9 +45,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvision import checks
 from jaxvision.models import layers
 from jaxvision.models.registry import register_model
-from jaxvision.models.resnet import torch_linear_init
 
 ModuleDef = Callable[..., nn.Module]
 Dtype = Any
@@ -158,7 +158,7 @@ class DenseNet(nn.Module):
         if self.stem not in ("imagenet", "cifar"):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
         name = "densenet" if self.stem == "imagenet" else "densenet (CIFAR)"
-        layers.check_images(x, model=name, min_size=self.min_input_size)
+        checks.check_images(x, model=name, min_size=self.min_input_size)
         conv = functools.partial(layers.conv2d, use_bias=False, dtype=self.dtype,
                                  param_dtype=self.param_dtype, kernel_init=_conv_init)
         norm = functools.partial(layers.BatchNorm, use_running_average=not train,
@@ -184,7 +184,7 @@ class DenseNet(nn.Module):
 
         x = nn.relu(norm(name="features.norm5")(x))
         x = jnp.mean(x, axis=(1, 2))  # adaptive_avg_pool2d((1, 1)) + flatten
-        kernel_init, _ = torch_linear_init(x.shape[-1])
+        kernel_init, _ = layers.torch_linear_init(x.shape[-1])
         return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
                         kernel_init=kernel_init, bias_init=nn.initializers.zeros,
                         name="classifier")(x)

@@ -44,6 +44,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvision import checks
 from jaxvision.models import layers
 from jaxvision.models.registry import register_model
 
@@ -179,7 +180,7 @@ class GoogLeNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array | GoogLeNetOutputs:
-        layers.check_images(x, model="googlenet", min_size=MIN_SIZE)
+        checks.check_images(x, model="googlenet", min_size=MIN_SIZE)
         x = x.astype(self.dtype)
         if self.transform_input:
             x = transform_input(x)

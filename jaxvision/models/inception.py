@@ -50,10 +50,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvision import checks
 from jaxvision.models import layers
 from jaxvision.models.googlenet import transform_input
 from jaxvision.models.registry import register_model
-from jaxvision.models.resnet import torch_linear_init
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -253,7 +253,7 @@ class Inception3(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array | InceptionOutputs:
-        layers.check_images(x, model="inception_v3", min_size=MIN_SIZE)
+        checks.check_images(x, model="inception_v3", min_size=MIN_SIZE)
         x = x.astype(self.dtype)
         if self.transform_input:
             x = transform_input(x)
@@ -263,7 +263,7 @@ class Inception3(nn.Module):
         def dense(features: int, std: float, name: str, fan_in: int) -> nn.Dense:
             return nn.Dense(features, dtype=self.dtype, param_dtype=self.param_dtype,
                             kernel_init=nn.initializers.normal(std),
-                            bias_init=torch_linear_init(fan_in)[1], name=name)
+                            bias_init=layers.torch_linear_init(fan_in)[1], name=name)
 
         x = conv(32, 3, 2, name="Conv2d_1a_3x3")(x, train)
         x = conv(32, 3, name="Conv2d_2a_3x3")(x, train)

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvision.checks import pair
+
 Dtype = Any
 IntPair = int | Sequence[int]
 
@@ -31,19 +33,9 @@ IntPair = int | Sequence[int]
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def pair(v: IntPair) -> tuple[int, int]:
-    """Returns ``(v, v)`` for an int and ``tuple(v)`` for a pair."""
-    if isinstance(v, int):
-        return (v, v)
-    t = tuple(int(i) for i in v)
-    if len(t) != 2:
-        raise ValueError(f"expected an int or a pair of ints, got {v!r}")
-    return t  # type: ignore[return-value]
-
-
 def torch_padding(padding: IntPair) -> tuple[tuple[int, int], tuple[int, int]]:
     """torch's symmetric ``padding=`` as Flax explicit padding ``((ph, ph), (pw, pw))``."""
-    ph, pw = pair(padding)
+    ph, pw = pair(padding, "padding", minimum=0)
     return ((ph, ph), (pw, pw))
 
 
@@ -64,10 +56,10 @@ def conv2d(
     """An ``nn.Conv`` configured like ``torch.nn.Conv2d`` (symmetric explicit padding)."""
     return nn.Conv(
         features,
-        pair(kernel_size),
-        strides=pair(stride),
+        pair(kernel_size, "kernel_size"),
+        strides=pair(stride, "stride"),
         padding=torch_padding(padding),
-        kernel_dilation=pair(dilation),
+        kernel_dilation=pair(dilation, "dilation"),
         feature_group_count=groups,
         use_bias=use_bias,
         dtype=dtype,
@@ -75,6 +67,17 @@ def conv2d(
         kernel_init=kernel_init,
         name=name,
     )
+
+
+def _norm_variables(module: nn.Module, c: int) -> tuple[jax.Array, jax.Array, Any, Any]:
+    """The variables of :class:`BatchNorm` and :class:`FrozenBatchNorm` (one layout, so one
+    torchvision ``state_dict`` converts to either): ``params/{scale, bias}`` [C] and the
+    ``batch_stats/{mean, var}`` [C] float32 variables."""
+    scale = module.param("scale", nn.initializers.ones, (c,), module.param_dtype)
+    bias = module.param("bias", nn.initializers.zeros, (c,), module.param_dtype)
+    mean = module.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+    var = module.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+    return scale, bias, mean, var
 
 
 class BatchNorm(nn.Module):
@@ -109,11 +112,7 @@ class BatchNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        c = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones, (c,), self.param_dtype)
-        bias = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype)
-        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
-        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        scale, bias, ra_mean, ra_var = _norm_variables(self, x.shape[-1])
         # At least float32 (bf16/f16 statistics lose digits), but never below the input.
         ct = jnp.promote_types(x.dtype, jnp.float32)
         if self.use_running_average:
@@ -179,9 +178,9 @@ def max_pool(
     Returns:
       ``[N, H', W', C]`` with torch's output size.
     """
-    k = pair(kernel_size)
-    s = pair(stride if stride is not None else kernel_size)
-    pads = _pool_padding(x, k, s, pair(padding), ceil_mode)
+    k = pair(kernel_size, "kernel_size")
+    s = pair(stride if stride is not None else kernel_size, "stride")
+    pads = _pool_padding(x, k, s, pair(padding, "padding", minimum=0), ceil_mode)
     init = np.array(-np.inf, x.dtype)  # numpy: a jnp array is traced under jit and breaks grad
     return jax.lax.reduce_window(x, init, jax.lax.max, (1, *k, 1), (1, *s, 1), pads)
 
@@ -195,9 +194,9 @@ def avg_pool(
     The divisor follows torch: with ``count_include_pad`` it counts the symmetric padding
     but never the extra right-hand cells that ``ceil_mode`` adds.
     """
-    k = pair(kernel_size)
-    s = pair(stride if stride is not None else kernel_size)
-    p = pair(padding)
+    k = pair(kernel_size, "kernel_size")
+    s = pair(stride if stride is not None else kernel_size, "stride")
+    p = pair(padding, "padding", minimum=0)
     pads = _pool_padding(x, k, s, p, ceil_mode)
     dims, strides = (1, *k, 1), (1, *s, 1)
     summed = jax.lax.reduce_window(x, np.array(0, x.dtype), jax.lax.add, dims, strides, pads)
@@ -231,7 +230,7 @@ def adaptive_avg_pool(x: jax.Array, output_size: IntPair) -> jax.Array:
     Returns:
       ``[N, oh, ow, C]``; bin ``i`` averages rows ``[floor(i*H/oh), ceil((i+1)*H/oh))``.
     """
-    oh, ow = pair(output_size)
+    oh, ow = pair(output_size, "output_size")
     h, w = x.shape[1:3]
     if (h, w) == (oh, ow):
         return x
@@ -296,35 +295,6 @@ class ConvBNAct(nn.Module):
         return self.act(x) if self.act is not None else x
 
 
-def check_images(x: Any, *, model: str, channels: int = 3, min_size: int = 1) -> None:
-    """Raises a clear error when ``x`` is not ``[N, H, W, channels]`` floating images.
-
-    Called at trace time by every model, so a wrong input fails before any compute with a
-    message naming what the model expects.
-    """
-    shape = getattr(x, "shape", None)
-    dtype = getattr(x, "dtype", None)
-    if shape is None or dtype is None:
-        raise TypeError(f"{model} expects an array of images [N, H, W, {channels}], "
-                        f"got {type(x).__name__}")
-    if len(shape) != 4:
-        raise ValueError(f"{model} expects images of rank 4, [N, H, W, {channels}] (NHWC), "
-                         f"got shape {tuple(shape)} (rank {len(shape)}); add a batch axis "
-                         "with images[None] for a single image")
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{model} expects floating-point images (float32, normalized), got "
-                        f"dtype {dtype}; convert uint8 pixels with "
-                        "jaxvision.weights.preprocess or images.astype(jnp.float32) / 255")
-    if shape[-1] != channels:
-        hint = (" (this looks like NCHW: jaxvision models take NHWC, use "
-                "images.transpose(0, 2, 3, 1))" if shape[1] == channels else "")
-        raise ValueError(f"{model} expects {channels} input channels in the last axis, "
-                         f"[N, H, W, {channels}], got shape {tuple(shape)}{hint}")
-    if shape[1] < min_size or shape[2] < min_size:
-        raise ValueError(f"{model} needs images of at least {min_size}x{min_size} pixels, got "
-                         f"{shape[1]}x{shape[2]}")
-
-
 def check_flatten_shape(x: jax.Array, chw: tuple[int, int, int], model: str,
                         input_shape: tuple[int, int, int]) -> None:
     """Raises when the conv map ``x: [N, h, w, C]`` does not fit a fixed-size classifier.
@@ -340,3 +310,43 @@ def check_flatten_shape(x: jax.Array, chw: tuple[int, int, int], model: str,
             f"{input_shape[0]}x{input_shape[1]} input images, but got a "
             f"{x.shape[1]}x{x.shape[2]}x{x.shape[3]} map; resize the images, or "
             "convolutionize the model to run it on larger ones")
+
+
+def torch_linear_init(fan_in: int) -> tuple[Callable, Callable]:
+    """``torch.nn.Linear``'s default init: kernel and bias ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+
+    Returns ``(kernel_init, bias_init)`` for ``nn.Dense``. (Kaiming uniform with ``a=sqrt(5)``
+    reduces to that bound; Flax cannot see ``fan_in`` in a bias init, hence the closure.)
+    """
+    bound = 1.0 / max(fan_in, 1) ** 0.5
+
+    def bias_init(key: jax.Array, shape: Sequence[int], dtype: Dtype = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"), bias_init
+
+
+class FrozenBatchNorm(nn.Module):
+    """torchvision's ``FrozenBatchNorm2d``: BatchNorm with statistics and affine fixed.
+
+    ``y = x * s + (bias - mean * s)`` with ``s = scale * rsqrt(var + epsilon)``, in torch's
+    order of operations, whatever the mode: the statistics are never updated and no gradient
+    reaches ``scale``/``bias`` (``stop_gradient``; keep them out of weight decay too, see
+    :func:`jaxvision.models.backbone.frozen_patterns`). The variables are laid out as
+    :class:`BatchNorm`'s (``params/{scale, bias}``, ``batch_stats/{mean, var}``: ``[C]``),
+    so one torchvision ``state_dict`` converts to either. Input ``x: [..., C]``.
+    """
+
+    epsilon: float = 1e-5
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale, bias, ra_mean, ra_var = _norm_variables(self, x.shape[-1])
+        mean, var = ra_mean.value, ra_var.value
+        ct = jnp.promote_types(x.dtype, jnp.float32)
+        scale, bias, mean, var = (jax.lax.stop_gradient(v.astype(ct))
+                                  for v in (scale, bias, mean, var))
+        s = scale * jax.lax.rsqrt(var + self.epsilon)
+        return (x.astype(ct) * s + (bias - mean * s)).astype(self.dtype)

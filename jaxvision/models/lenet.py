@@ -35,6 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvision import checks
 from jaxvision.models import layers
 from jaxvision.models.convolutionize import ConvolutionizeSpec
 from jaxvision.models.layers import check_flatten_shape  # noqa: F401  (re-exported)
@@ -89,7 +90,7 @@ class LeNet5(nn.Module):
         """The conv stack: ``[N, H, W, 1] float -> [N, (H-12)//4, (W-12)//4, 16]``."""
         del train  # no dropout or BatchNorm in the conv stack
         # Smallest input giving a 1x1 map: 1 -> pool 2 -> conv 5 -> pool 2 -> conv 5 = 16.
-        layers.check_images(x, model="lenet5", channels=1, min_size=16)
+        checks.check_images(x, model="lenet5", channels=1, min_size=16)
         act = activation_fn(self.activation)
         x = x.astype(self.dtype)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)

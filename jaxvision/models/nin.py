@@ -43,6 +43,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvision import checks
 from jaxvision.models import layers
 from jaxvision.models.registry import register_model
 
@@ -118,7 +119,7 @@ class NiN(nn.Module):
     @nn.compact
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
         """The mlpconv blocks: ``[N, H, W, 3] -> [N, h, w, num_classes]`` (ReLU'd scores)."""
-        layers.check_images(x, model=self.model_name, channels=3,
+        checks.check_images(x, model=self.model_name, channels=3,
                             min_size=min_input_size(self.blocks))
         x = x.astype(self.dtype)
         for convs, pool, dropout in self.blocks:

@@ -38,6 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvision import checks
 from jaxvision.models import layers
 from jaxvision.models.convolutionize import ConvolutionizeSpec
 from jaxvision.models.registry import register_model
@@ -110,7 +111,7 @@ class OverFeat(nn.Module):
     @nn.compact
     def features(self, x: jax.Array, train: bool = False, last_pool: bool = True) -> jax.Array:
         """The conv stack: ``[N, H, W, 3] -> [N, h, w, C]`` (after the last pool by default)."""
-        layers.check_images(x, model=type(self).__name__, min_size=self._min_size())
+        checks.check_images(x, model=type(self).__name__, min_size=self._min_size())
         x = x.astype(self.dtype)
         for i, (c, k, s, p, pool) in enumerate(self.convs):
             x = layers.conv2d(c, k, s, p, dtype=self.dtype, param_dtype=self.param_dtype,

@@ -24,6 +24,10 @@ Structure (NHWC): ``conv1`` 7x7/2 (64) -> ``bn1`` -> ReLU -> max-pool 3x3/2 pad 
 ``fc``. Flax module names are torchvision's ``state_dict`` paths (``layer1.0.conv1``,
 ``layer2.0.downsample.0``, ``fc``).
 
+As a backbone (:mod:`jaxvision.models.features`) it names its maps ``stem`` and ``layer1``
+.. ``layer4``; ``replace_stride_with_dilation`` and ``frozen_bn`` are torchvision's dilated
+(DeepLab) and ``FrozenBatchNorm2d`` (detection) variants, with the same variables.
+
 Following the Flax ``examples/imagenet`` design, the blocks receive ``conv``, ``norm`` and
 ``act`` as fields (built once by the network with :func:`functools.partial`), and each
 variant is one line.
@@ -32,14 +36,16 @@ variant is one line.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvision import checks
 from jaxvision.models import layers
+from jaxvision.models.features import FeatureStream, collect
 from jaxvision.models.registry import register_model
 
 ModuleDef = Any
@@ -47,20 +53,6 @@ Dtype = Any
 # A parameter-free shortcut ``(x, out_features, stride) -> y`` for blocks that change shape
 # (the paper's option A, used by the CIFAR ResNets); None means a 1x1 projection (option B).
 ShortcutFn = Callable[[jax.Array, int, int], jax.Array]
-
-
-def torch_linear_init(fan_in: int) -> tuple[Callable, Callable]:
-    """``torch.nn.Linear``'s default init: kernel and bias ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
-
-    Returns ``(kernel_init, bias_init)`` for ``nn.Dense``. (Kaiming uniform with ``a=sqrt(5)``
-    reduces to that bound; Flax cannot see ``fan_in`` in a bias init, hence the closure.)
-    """
-    bound = 1.0 / max(fan_in, 1) ** 0.5
-
-    def bias_init(key: jax.Array, shape: Sequence[int], dtype: Dtype = jnp.float32) -> jax.Array:
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"), bias_init
 
 
 class BasicBlock(nn.Module):
@@ -82,6 +74,7 @@ class BasicBlock(nn.Module):
     strides: int = 1
     groups: int = 1
     base_width: int = 64
+    dilation: int = 1
     shortcut: ShortcutFn | None = None
     expansion: ClassVar[int] = 1
 
@@ -91,6 +84,10 @@ class BasicBlock(nn.Module):
             raise ValueError("BasicBlock only supports groups=1 and base_width=64 (as in "
                              f"torchvision), got groups={self.groups}, "
                              f"base_width={self.base_width}")
+        if self.dilation != 1:
+            raise ValueError("BasicBlock does not support dilation > 1 (as in torchvision: "
+                             "replace_stride_with_dilation needs Bottleneck ResNets), got "
+                             f"dilation={self.dilation}")
         y = self.conv(self.features, 3, self.strides, 1, name="conv1")(x)
         y = self.act(self.norm(name="bn1")(y))
         y = self.conv(self.features, 3, 1, 1, name="conv2")(y)
@@ -99,12 +96,12 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (strided, grouped), 1x1 expand (He et al. 2016, Fig. 5 right).
+    """1x1 reduce, 3x3 (strided, grouped, dilated), 1x1 expand (He et al. 2016, Fig. 5 right).
 
-    torchvision's v1.5 ``Bottleneck``: the stride sits on the 3x3 ``conv2``. The inner width
-    is ``int(features * base_width / 64) * groups``: ResNeXt (Xie et al. 2017) uses
-    ``groups`` > 1, Wide ResNet-50-2 ``base_width`` = 128. Output channels are
-    ``4 * features``.
+    torchvision's v1.5 ``Bottleneck``: the stride sits on the 3x3 ``conv2``, as does the
+    dilation (padding = dilation, so a stride-1 block keeps the size). The inner width is
+    ``int(features * base_width / 64) * groups``: ResNeXt (Xie et al. 2017) uses ``groups``
+    > 1, Wide ResNet-50-2 ``base_width`` = 128. Output channels are ``4 * features``.
 
     Input ``[N, H, W, Cin]`` -> ``[N, ceil(H/strides), ceil(W/strides), 4 * features]``.
     Parameters (256 -> 64 -> 256, BN): 256*64 + 9*64*64 + 64*256 + 2*(64+64+256) = 70,400.
@@ -117,6 +114,7 @@ class Bottleneck(nn.Module):
     strides: int = 1
     groups: int = 1
     base_width: int = 64
+    dilation: int = 1
     shortcut: ShortcutFn | None = None
     expansion: ClassVar[int] = 4
 
@@ -126,7 +124,8 @@ class Bottleneck(nn.Module):
         out = self.features * self.expansion
         y = self.conv(width, 1, name="conv1")(x)
         y = self.act(self.norm(name="bn1")(y))
-        y = self.conv(width, 3, self.strides, 1, groups=self.groups, name="conv2")(y)
+        y = self.conv(width, 3, self.strides, self.dilation, groups=self.groups,
+                      dilation=self.dilation, name="conv2")(y)
         y = self.act(self.norm(name="bn2")(y))
         y = self.conv(out, 1, name="conv3")(y)
         y = self.norm(name="bn3")(y)
@@ -144,6 +143,84 @@ def _shortcut(block: BasicBlock | Bottleneck, x: jax.Array, out: int) -> jax.Arr
     return block.norm(name="downsample.1")(y)
 
 
+# -- the parts every ResNet family shares (this file, CIFAR ResNets, Wide ResNets) ----------
+
+def conv_and_norm(*, train: bool, dtype: Dtype, param_dtype: Dtype,
+                  frozen_bn: bool = False) -> tuple[ModuleDef, ModuleDef]:
+    """The ``conv`` (torch-padded, no bias) and ``norm`` factories handed to the blocks.
+
+    ``norm`` is torch-exact BatchNorm in ``train`` mode or with running statistics, or
+    :class:`~jaxvision.models.layers.FrozenBatchNorm` (torchvision's ``FrozenBatchNorm2d``,
+    the detection backbones' choice) when ``frozen_bn``, in either mode.
+    """
+    conv = functools.partial(layers.conv2d, use_bias=False, dtype=dtype,
+                             param_dtype=param_dtype)
+    if frozen_bn:
+        norm = functools.partial(layers.FrozenBatchNorm, dtype=dtype, param_dtype=param_dtype)
+    else:
+        norm = functools.partial(layers.BatchNorm, use_running_average=not train, dtype=dtype,
+                                 param_dtype=param_dtype)
+    return conv, norm
+
+
+def stem_names(*, norm: bool, max_pool: bool) -> tuple[str, ...]:
+    """The feature names :func:`stem` yields."""
+    return (("conv1",) + (("bn1", "relu") if norm else ()) + (("maxpool",) if max_pool else ())
+            + ("stem",))
+
+
+def stem(x: jax.Array, conv: ModuleDef, norm: ModuleDef | None,
+         act: Callable[[jax.Array], jax.Array], *, features: int, kernel_size: int,
+         stride: int, max_pool: bool) -> Generator[tuple[str, jax.Array], None, jax.Array]:
+    """The stem ``conv1`` (-> ``bn1`` -> ReLU) (-> max-pool 3x3/2 pad 1), as named maps.
+
+    ImageNet ResNets: 7x7/2 conv, BN, ReLU, max-pool (stride 4 in all); CIFAR ResNets: 3x3
+    conv, BN, ReLU; pre-activation WRNs: the conv alone (``norm=None``). Yields torchvision's
+    child names (``conv1``, ``bn1``, ``relu``, ``maxpool``) and then ``stem``, the stem's
+    output (the input of ``layer1``), which it also returns (``x = yield from stem(...)``).
+    Call inside a compact method (it creates the layers).
+    """
+    x = conv(features, kernel_size, stride, kernel_size // 2, name="conv1")(x)
+    yield "conv1", x
+    if norm is not None:
+        x = norm(name="bn1")(x)
+        yield "bn1", x
+        x = act(x)
+        yield "relu", x
+    if max_pool:
+        x = layers.max_pool(x, 3, 2, 1)
+        yield "maxpool", x
+    yield "stem", x
+    return x
+
+
+def stages(x: jax.Array, block: Callable[[int, int], Callable[[jax.Array], jax.Array]],
+           stage_sizes: Sequence[int]) -> Generator[tuple[str, jax.Array], None, jax.Array]:
+    """Runs the residual stages; yields ``layer{i}`` after stage ``i`` (1-based).
+
+    ``block(i, j)`` builds block ``j`` of stage ``i`` (0-based), named ``layer{i+1}.{j}``.
+    Returns the last map (``x = yield from stages(...)``).
+    """
+    for i, num_blocks in enumerate(stage_sizes):
+        for j in range(num_blocks):
+            x = block(i, j)(x)
+        yield f"layer{i + 1}", x
+    return x
+
+
+def classifier_head(x: jax.Array, num_classes: int, *, dtype: Dtype,
+                    param_dtype: Dtype) -> jax.Array:
+    """Global average pooling and the ``fc`` layer (torch ``Linear`` init).
+
+    ``x: [N, h, w, C] -> logits [N, num_classes]``; ``AdaptiveAvgPool2d((1, 1))`` + flatten +
+    ``Linear``. Call inside a compact method (it creates ``fc``).
+    """
+    x = jnp.mean(x, axis=(1, 2))
+    kernel_init, bias_init = layers.torch_linear_init(x.shape[-1])
+    return nn.Dense(num_classes, dtype=dtype, param_dtype=param_dtype,
+                    kernel_init=kernel_init, bias_init=bias_init, name="fc")(x)
+
+
 class ResNet(nn.Module):
     """ResNet / ResNeXt / Wide ResNet for ImageNet-sized images, torchvision-exact.
 
@@ -153,6 +230,12 @@ class ResNet(nn.Module):
       num_classes: size of the ``fc`` output.
       groups: cardinality of the bottleneck's 3x3 conv (ResNeXt).
       width_per_group: channels per group at stage 1 (64 plain, 4 or 8 ResNeXt, 128 wide).
+      replace_stride_with_dilation: for ``layer2..layer4``, dilate the 3x3 convs instead of
+        striding (torchvision's argument of that name; DeepLab uses ``(False, True, True)``
+        for an output stride of 8). The first block of a dilated stage keeps the previous
+        dilation, as in torchvision's ``_make_layer``. Bottleneck ResNets only.
+      frozen_bn: torchvision's ``FrozenBatchNorm2d`` everywhere (statistics and affine fixed
+        in every mode; the detection backbones' norm layer). Same variables as BatchNorm.
       act: activation (ReLU in every torchvision variant).
       dtype: computation dtype; param_dtype: parameter dtype.
 
@@ -160,6 +243,11 @@ class ResNet(nn.Module):
     ``dtype``. Any ``H, W >= 1`` works (torch's shape arithmetic); ImageNet weights expect
     224x224 normalized images. ``train=True`` normalizes with batch statistics and updates
     ``batch_stats`` (call with ``mutable=["batch_stats"]``).
+
+    ``feature_maps(images, train=False, last=None)`` returns the named maps
+    (:mod:`jaxvision.models.features`): torchvision's children ``conv1``, ``bn1``, ``relu``
+    (stride 2, 64 channels), ``maxpool`` (stride 4), ``stem`` (the same map as ``maxpool``),
+    then ``layer1..layer4`` (strides 4, 8, 16, 32; 64 * expansion * 2**i channels).
     """
 
     stage_sizes: Sequence[int]
@@ -167,6 +255,8 @@ class ResNet(nn.Module):
     num_classes: int = 1000
     groups: int = 1
     width_per_group: int = 64
+    replace_stride_with_dilation: Sequence[bool] = (False, False, False)
+    frozen_bn: bool = False
     act: Callable[[jax.Array], jax.Array] = nn.relu
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -175,28 +265,70 @@ class ResNet(nn.Module):
     # Every conv/pool is torch-symmetric, so one pixel is the smallest input torch accepts.
     min_input_size: ClassVar[int] = 1
 
+    def __post_init__(self) -> None:
+        # torchvision takes a list; a tuple keeps the module hashable.
+        object.__setattr__(self, "replace_stride_with_dilation",
+                           tuple(bool(v) for v in self.replace_stride_with_dilation))
+        super().__post_init__()
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of :meth:`feature_maps`, input to output."""
+        return (stem_names(norm=True, max_pool=True)
+                + tuple(f"layer{i + 1}" for i in range(len(self.stage_sizes))))
+
+    def _dilations(self) -> list[tuple[int, int, int]]:
+        """``(stride, first block's dilation, later blocks' dilation)`` per stage."""
+        replace = tuple(self.replace_stride_with_dilation)
+        if len(replace) != len(self.stage_sizes) - 1:
+            raise ValueError("replace_stride_with_dilation should be None or a "
+                             f"{len(self.stage_sizes) - 1}-element tuple (one flag per stage "
+                             f"after the first), got {replace}")
+        if any(replace) and self.block_cls is not Bottleneck:
+            raise ValueError("replace_stride_with_dilation needs Bottleneck blocks (torchvision's "
+                             "BasicBlock does not support dilation > 1)")
+        out, dilation = [], 1
+        for i in range(len(self.stage_sizes)):
+            stride, previous = (1 if i == 0 else 2), dilation
+            if i > 0 and replace[i - 1]:
+                dilation, stride = dilation * stride, 1
+            out.append((stride, previous, dilation))
+        return out
+
+    @nn.nowrap
+    def _stream(self, x: jax.Array, train: bool) -> FeatureStream:
+        checks.check_images(x, model=type(self).__name__, channels=3,
+                            min_size=self.min_input_size)
+        conv, norm = conv_and_norm(train=train, dtype=self.dtype, param_dtype=self.param_dtype,
+                                   frozen_bn=self.frozen_bn)
+        plan = self._dilations()
+        x = yield from stem(jnp.asarray(x, self.dtype), conv, norm, self.act, features=64,
+                            kernel_size=7, stride=2, max_pool=True)
+
+        def block(i: int, j: int) -> nn.Module:
+            stride, first_dilation, dilation = plan[i]
+            return self.block_cls(
+                features=64 * 2**i, conv=conv, norm=norm, act=self.act,
+                strides=stride if j == 0 else 1, groups=self.groups,
+                base_width=self.width_per_group,
+                dilation=first_dilation if j == 0 else dilation, name=f"layer{i + 1}.{j}")
+
+        yield from stages(x, block, self.stage_sizes)
+
+    @nn.compact
+    def feature_maps(self, x: jax.Array, train: bool = False,
+                     last: str | None = None) -> dict[str, jax.Array]:
+        """Named maps of ``images: [N, H, W, 3]`` up to ``last`` (all by default).
+
+        Each ``[N, h, w, C]`` in ``dtype``; names in :attr:`feature_names`.
+        """
+        return collect(self._stream(x, train), self.feature_names, last, type(self).__name__)
+
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        layers.check_images(x, model=type(self).__name__, channels=3,
-                            min_size=self.min_input_size)
-        conv = functools.partial(layers.conv2d, use_bias=False, dtype=self.dtype,
-                                 param_dtype=self.param_dtype)
-        norm = functools.partial(layers.BatchNorm, use_running_average=not train,
-                                 dtype=self.dtype, param_dtype=self.param_dtype)
-        x = jnp.asarray(x, self.dtype)
-        x = conv(64, 7, 2, 3, name="conv1")(x)
-        x = self.act(norm(name="bn1")(x))
-        x = layers.max_pool(x, 3, 2, 1)
-        for i, num_blocks in enumerate(self.stage_sizes):
-            for j in range(num_blocks):
-                x = self.block_cls(
-                    features=64 * 2**i, conv=conv, norm=norm, act=self.act,
-                    strides=2 if i > 0 and j == 0 else 1, groups=self.groups,
-                    base_width=self.width_per_group, name=f"layer{i + 1}.{j}")(x)
-        x = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1)) + flatten
-        kernel_init, bias_init = torch_linear_init(x.shape[-1])
-        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
-                        kernel_init=kernel_init, bias_init=bias_init, name="fc")(x)
+        x = self.feature_maps(x, train=train)[f"layer{len(self.stage_sizes)}"]
+        return classifier_head(x, self.num_classes, dtype=self.dtype,
+                               param_dtype=self.param_dtype)
 
 
 # One-line variants, as in the Flax ImageNet example (classes, not registered builders).
@@ -277,5 +409,5 @@ __all__ = [
     "BasicBlock", "Bottleneck", "ResNet", "ResNet18", "ResNet34", "ResNet50", "ResNet101",
     "ResNet152", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
     "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
-    "wide_resnet101_2", "torch_linear_init",
+    "wide_resnet101_2", "classifier_head", "conv_and_norm", "stages", "stem", "stem_names",
 ]

@@ -9,20 +9,31 @@ ReLU, dropout, FC 4096->num_classes. Module names are torchvision's (``features.
 ``features.1`` (a BatchNorm in ``_bn`` models), ..., ``classifier.0``, ``classifier.3``,
 ``classifier.6``), so torchvision weights convert with
 :func:`jaxvision.weights.convert.convert_torchvision`.
+
+As a backbone (:mod:`jaxvision.models.features`), ``feature_maps`` names the maps as the
+paper's Caffe models do: ``conv{s}_{k}`` is the k-th conv of stage s after its ReLU (and
+BatchNorm), ``pool{s}`` the stage's max pool (``conv5_3`` is VGG-16's last map before the last
+pool; FCN-8s reads ``pool3``, ``pool4``); with ``pool_indices=True`` also ``pool{s}_indices``,
+the argmax of each pool as torch's ``max_pool2d(return_indices=True)`` gives it (flat ``row *
+W + col`` in the map before the pool), which SegNet's decoder feeds to
+:func:`jaxvision.ops.max_unpool`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvision import checks
 from jaxvision.models import layers
 from jaxvision.models.convolutionize import ConvolutionizeSpec
+from jaxvision.models.features import collect
 from jaxvision.models.registry import register_model
+from jaxvision.ops.unpool import max_pool_with_argmax
 
 # Conv output channels per layer, "M" for a 2x2 max pool (the paper's Table 1).
 CONFIGS: dict[str, tuple[int | str, ...]] = {
@@ -47,6 +58,8 @@ class VGG(nn.Module):
       batch_norm: BatchNorm after every conv (torchvision's ``vgg*_bn``).
       num_classes: output size of the last dense layer.
       dropout: dropout rate after the ReLUs of the first two dense layers.
+      pool_indices: :meth:`feature_maps` also returns each pool's argmax
+        (``pool{s}_indices``, int32, torch's flat convention) for SegNet-style decoders.
       dtype: computation dtype.
       param_dtype: parameter dtype.
 
@@ -58,6 +71,7 @@ class VGG(nn.Module):
     batch_norm: bool = False
     num_classes: int = 1000
     dropout: float = 0.5
+    pool_indices: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -87,16 +101,36 @@ class VGG(nn.Module):
         """Smallest input side: every 2x2 pool needs at least 2 pixels."""
         return 2 ** sum(1 for v in self.config if v == "M")
 
-    @nn.compact
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """The conv stack: ``[N, H, W, 3] -> [N, H // 32, W // 32, 512]``."""
-        layers.check_images(x, model=self.model_name, channels=3, min_size=self.min_size)
-        x = x.astype(self.dtype)
-        idx = 0  # torchvision's index in the features nn.Sequential
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of :meth:`feature_maps`, input to output (``conv1_1``, ..., ``pool5``)."""
+        names, stage, k = [], 1, 1
         for v in self.config:
             if v == "M":
-                x = layers.max_pool(x, 2, 2)
-                idx += 1
+                names.append(f"pool{stage}")
+                if self.pool_indices:
+                    names.append(f"pool{stage}_indices")
+                stage, k = stage + 1, 1
+            else:
+                names.append(f"conv{stage}_{k}")
+                k += 1
+        return tuple(names)
+
+    @nn.nowrap
+    def _stream(self, x: jax.Array, train: bool) -> Iterator[tuple[str, jax.Array]]:
+        checks.check_images(x, model=self.model_name, channels=3, min_size=self.min_size)
+        x = x.astype(self.dtype)
+        idx, stage, k = 0, 1, 1  # idx: torchvision's index in the features nn.Sequential
+        for v in self.config:
+            if v == "M":
+                if self.pool_indices:
+                    x, indices = max_pool_with_argmax(x, 2, 2)
+                    yield f"pool{stage}", x
+                    yield f"pool{stage}_indices", indices
+                else:
+                    x = layers.max_pool(x, 2, 2)
+                    yield f"pool{stage}", x
+                idx, stage, k = idx + 1, stage + 1, 1
                 continue
             x = layers.conv2d(int(v), 3, 1, 1, dtype=self.dtype, param_dtype=self.param_dtype,
                               name=f"features.{idx}")(x)
@@ -105,8 +139,25 @@ class VGG(nn.Module):
                                      param_dtype=self.param_dtype,
                                      name=f"features.{idx + 1}")(x)
             x = nn.relu(x)
+            yield f"conv{stage}_{k}", x
             idx += 3 if self.batch_norm else 2
-        return x
+            k += 1
+
+    @nn.compact
+    def feature_maps(self, x: jax.Array, train: bool = False,
+                     last: str | None = None) -> dict[str, jax.Array]:
+        """Named maps of ``images: [N, H, W, 3]`` up to ``last`` (all by default).
+
+        ``conv{s}_{k}``, ``pool{s}``: ``[N, h, w, C]`` in ``dtype``; ``pool{s}_indices``
+        (``pool_indices=True``): ``[N, h, w, C]`` int32. Names in :attr:`feature_names`.
+        """
+        return collect(self._stream(x, train), self.feature_names, last, self.model_name)
+
+    @nn.compact
+    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """The conv stack: ``[N, H, W, 3] -> [N, H // 32, W // 32, 512]`` (``pool5``)."""
+        last = f"pool{sum(1 for v in self.config if v == 'M')}"
+        return self.feature_maps(x, train=train, last=last)[last]
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

@@ -29,9 +29,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxvision.models import layers
+from jaxvision import checks
+from jaxvision.models.features import FeatureStream, collect
 from jaxvision.models.registry import register_model
-from jaxvision.models.resnet import ModuleDef, torch_linear_init
+from jaxvision.models.resnet import (
+    ModuleDef,
+    classifier_head,
+    conv_and_norm,
+    stages,
+    stem,
+    stem_names,
+)
 
 Dtype = Any
 
@@ -78,6 +86,10 @@ class WideResNet(nn.Module):
     ``__call__(images: [N, H, W, 3] float32, train=False) -> logits [N, num_classes]``.
     The final pooling is global (the paper's 8x8 average pool at 32x32), so any
     ``H, W >= 1`` works.
+
+    ``feature_maps(images, train=False, last=None)``: ``conv1``, ``stem`` (the same map),
+    ``layer1..layer3`` (strides 1, 2, 4; pre-activation, so not normalized) and ``final``
+    (``relu(bn(layer3))``, the map the head pools).
     """
 
     depth: int = 28
@@ -90,10 +102,12 @@ class WideResNet(nn.Module):
 
     default_input_shape: ClassVar[tuple[int, int, int]] = (32, 32, 3)
     min_input_size: ClassVar[int] = 1
+    feature_names: ClassVar[tuple[str, ...]] = (
+        *stem_names(norm=False, max_pool=False), "layer1", "layer2", "layer3", "final")
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        layers.check_images(x, model=type(self).__name__, channels=3,
+    @nn.nowrap
+    def _stream(self, x: jax.Array, train: bool) -> FeatureStream:
+        checks.check_images(x, model=type(self).__name__, channels=3,
                             min_size=self.min_input_size)
         if self.depth < 10 or (self.depth - 4) % 6 != 0:
             raise ValueError(f"WideResNet depth must be 6N + 4 with N >= 1 (10, 16, 22, 28, "
@@ -101,23 +115,30 @@ class WideResNet(nn.Module):
         if self.widen_factor < 1:
             raise ValueError(f"widen_factor must be >= 1, got {self.widen_factor}")
         n = (self.depth - 4) // 6
-        conv = functools.partial(layers.conv2d, use_bias=False, dtype=self.dtype,
-                                 param_dtype=self.param_dtype)
-        norm = functools.partial(layers.BatchNorm, use_running_average=not train,
-                                 dtype=self.dtype, param_dtype=self.param_dtype)
-        x = jnp.asarray(x, self.dtype)
-        x = conv(16, 3, 1, 1, name="conv1")(x)
-        for g, width in enumerate((16, 32, 64)):
-            for i in range(n):
-                x = PreActBasicBlock(
-                    features=width * self.widen_factor, conv=conv, norm=norm, act=self.act,
-                    strides=2 if g > 0 and i == 0 else 1, dropout_rate=self.dropout_rate,
-                    name=f"layer{g + 1}.{i}")(x, train)
-        x = self.act(norm(name="bn")(x))
-        x = jnp.mean(x, axis=(1, 2))  # the paper's 8x8 average pool at 32x32, any size here
-        kernel_init, bias_init = torch_linear_init(x.shape[-1])
-        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
-                        kernel_init=kernel_init, bias_init=bias_init, name="fc")(x)
+        conv, norm = conv_and_norm(train=train, dtype=self.dtype, param_dtype=self.param_dtype)
+        x = yield from stem(jnp.asarray(x, self.dtype), conv, None, self.act, features=16,
+                            kernel_size=3, stride=1, max_pool=False)
+
+        def block(i: int, j: int) -> Callable[[jax.Array], jax.Array]:
+            return functools.partial(PreActBasicBlock(
+                features=(16, 32, 64)[i] * self.widen_factor, conv=conv, norm=norm,
+                act=self.act, strides=2 if i > 0 and j == 0 else 1,
+                dropout_rate=self.dropout_rate, name=f"layer{i + 1}.{j}"), train=train)
+
+        x = yield from stages(x, block, (n, n, n))
+        yield "final", self.act(norm(name="bn")(x))
+
+    @nn.compact
+    def feature_maps(self, x: jax.Array, train: bool = False,
+                     last: str | None = None) -> dict[str, jax.Array]:
+        """Named maps ``[N, h, w, C]`` of ``images: [N, H, W, 3]`` up to ``last``."""
+        return collect(self._stream(x, train), self.feature_names, last, type(self).__name__)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x = self.feature_maps(x, train=train)["final"]
+        return classifier_head(x, self.num_classes, dtype=self.dtype,
+                               param_dtype=self.param_dtype)
 
 
 WRN28_10 = functools.partial(WideResNet, depth=28, widen_factor=10)

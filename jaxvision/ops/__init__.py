@@ -1,7 +1,10 @@
 """Detection and segmentation ops with ``torchvision.ops`` semantics, in pure ``jnp``/``lax``.
 
 Every op is exact to its torchvision counterpart (same formulas, rounding and gradients;
-tested against the installed torchvision), jit-compiles and takes NHWC feature maps.
+tested against the installed torchvision and torchvision's own ``test_ops.py`` cases),
+jit-compiles and takes NHWC feature maps. Every op works with ``jax_enable_x64`` on, and
+float64 inputs then give torchvision's float64 results. Argument checks live in
+:mod:`jaxvision.checks`.
 
 Detection code is static-shape by design: where torchvision returns a variable number of
 items, these ops return fixed-size padded arrays plus a count or a mask (``nms`` returns

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxvision.ops._checks import check_rank
+from jaxvision.checks import check_rank
 
 __all__ = ["AnchorGenerator", "cell_anchors", "grid_anchors"]
 

@@ -3,8 +3,10 @@
 Boxes are ``(x1, y1, x2, y2)`` unless a ``fmt`` says otherwise; area is ``(x2 - x1) * (y2 -
 y1)`` with no ``+1`` (the "pixel" convention of the original Caffe code is not used by
 torchvision). Every function has the same formula, operation order and gradients as its
-torchvision counterpart (``torch.clamp(min=0)`` passes the gradient at 0, ``torch.max``
-splits it between ties, like ``jnp.maximum``), so values agree to float32 rounding.
+torchvision counterpart (``torch.clamp`` passes the gradient only strictly inside its bounds,
+``torch.max`` splits it between ties, like ``jnp.maximum``), so values agree to float32
+rounding. As in torchvision, ``box_area`` and the IoU family also take integer boxes (areas
+stay integer, IoUs are floating) and compute half-precision boxes in float32.
 
 Static shapes: ``remove_small_boxes`` returns a keep mask instead of torchvision's variable
 length index list.
@@ -23,8 +25,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxvision.ops._checks import check_boxes, check_floating, check_rank
-from jaxvision.ops._numerics import divide
+from jaxvision.checks import check_boxes, check_floating, check_rank
+from jaxvision.ops._numerics import clamp, divide, upcast
 
 __all__ = [
     "BoxCoder",
@@ -47,18 +49,6 @@ def _check_fmt(fmt: str, name: str, op: str) -> None:
     if fmt not in _FORMATS:
         raise ValueError(f"{op}: {name}={fmt!r} is not a supported box format; expected one of "
                          f"{_FORMATS}")
-
-
-def _upcast(x: Array) -> Array:
-    # torchvision's _upcast: half precision is promoted to float32 before products so that
-    # areas of large boxes do not overflow.
-    return x if x.dtype in (jnp.float32, jnp.float64) else x.astype(jnp.float32)
-
-
-def _clamp_min0(x: Array) -> Array:
-    # torch.clamp(min=0): the gradient passes where x >= 0 (at 0 too), unlike
-    # jnp.maximum(x, 0) which halves it there.
-    return jnp.where(x >= 0, x, jnp.zeros_like(x))
 
 
 def _xyxy_to_cxcywh(b: Array) -> Array:
@@ -115,16 +105,17 @@ def box_area(boxes: Array, fmt: str = "xyxy") -> Array:
     """Area of each box: ``(x2 - x1) * (y2 - y1)``, or ``w * h`` for ``xywh``/``cxcywh``.
 
     Args:
-      boxes: ``[..., 4]`` floating boxes in ``fmt``.
+      boxes: ``[..., 4]`` floating or integer boxes in ``fmt``.
 
     Returns:
-      ``[...]`` areas (float32 for half-precision input, as torchvision upcasts). Inverted
+      ``[...]`` areas (float32 for half-precision input, int32 for int8/int16 input, as
+      torchvision upcasts). Inverted
       boxes (x2 < x1) give negative areas, exactly like torchvision.
     """
     op = "box_area"
     _check_fmt(fmt, "fmt", op)
-    check_boxes(boxes, "boxes", op, rank=None, fmt=_FMT_LAYOUT[fmt])
-    boxes = _upcast(jnp.asarray(boxes))
+    check_boxes(boxes, "boxes", op, rank=None, fmt=_FMT_LAYOUT[fmt], integer_ok=True)
+    boxes = upcast(jnp.asarray(boxes))
     if fmt == "xyxy":
         return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
     return boxes[..., 2] * boxes[..., 3]
@@ -132,8 +123,8 @@ def box_area(boxes: Array, fmt: str = "xyxy") -> Array:
 
 def _check_pair(boxes1: Array, boxes2: Array, op: str, fmt: str = "xyxy") -> None:
     layout = _FMT_LAYOUT[fmt]
-    check_boxes(boxes1, "boxes1", op, rank=None, fmt=layout)
-    check_boxes(boxes2, "boxes2", op, rank=None, fmt=layout)
+    check_boxes(boxes1, "boxes1", op, rank=None, fmt=layout, integer_ok=True)
+    check_boxes(boxes2, "boxes2", op, rank=None, fmt=layout, integer_ok=True)
     check_rank(boxes1, tuple(range(2, 8)), "boxes1", op, layout=f"[..., N, 4] {layout}")
     check_rank(boxes2, tuple(range(2, 8)), "boxes2", op, layout=f"[..., M, 4] {layout}")
     if boxes1.shape[:-2] != boxes2.shape[:-2]:
@@ -156,7 +147,7 @@ def _box_inter_union(boxes1: Array, boxes2: Array, fmt: str = "xyxy") -> tuple[A
     else:  # cxcywh
         lt = jnp.maximum(a[..., :2] - a[..., 2:] / 2, b[..., :2] - b[..., 2:] / 2)
         rb = jnp.minimum(a[..., :2] + a[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2)
-    wh = _clamp_min0(_upcast(rb - lt))
+    wh = clamp(upcast(rb - lt), 0)
     inter = wh[..., 0] * wh[..., 1]
     union = area1[..., :, None] + area2[..., None, :] - inter
     return inter, union
@@ -166,8 +157,8 @@ def box_iou(boxes1: Array, boxes2: Array, fmt: str = "xyxy") -> Array:
     """Pairwise intersection over union (Jaccard index), ``inter / union``.
 
     Args:
-      boxes1: ``[..., N, 4]`` floating boxes in ``fmt``.
-      boxes2: ``[..., M, 4]`` floating boxes, same leading axes.
+      boxes1: ``[..., N, 4]`` floating or integer boxes in ``fmt``.
+      boxes2: ``[..., M, 4]`` floating or integer boxes, same leading axes.
       fmt: ``'xyxy'`` (default), ``'xywh'`` or ``'cxcywh'``.
 
     Returns:
@@ -183,7 +174,7 @@ def box_iou(boxes1: Array, boxes2: Array, fmt: str = "xyxy") -> Array:
 def _enclosing_area(boxes1: Array, boxes2: Array) -> tuple[Array, Array]:
     lti = jnp.minimum(boxes1[..., :, None, :2], boxes2[..., None, :, :2])
     rbi = jnp.maximum(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])
-    whi = _clamp_min0(_upcast(rbi - lti))
+    whi = clamp(upcast(rbi - lti), 0)
     return whi[..., 0], whi[..., 1]
 
 
@@ -193,8 +184,8 @@ def generalized_box_iou(boxes1: Array, boxes2: Array) -> Array:
     Rezatofighi et al., CVPR 2019.
 
     Args:
-      boxes1: ``[..., N, 4]`` floating (x1, y1, x2, y2) boxes.
-      boxes2: ``[..., M, 4]`` floating (x1, y1, x2, y2) boxes.
+      boxes1: ``[..., N, 4]`` floating or integer (x1, y1, x2, y2) boxes.
+      boxes2: ``[..., M, 4]`` floating or integer (x1, y1, x2, y2) boxes.
 
     Returns:
       ``[..., N, M]`` GIoU in ``[-1, 1]`` for well-formed boxes.
@@ -218,8 +209,8 @@ def _box_diou_iou(boxes1: Array, boxes2: Array, eps: float) -> tuple[Array, Arra
     y_p = (boxes1[..., 1] + boxes1[..., 3]) / 2
     x_g = (boxes2[..., 0] + boxes2[..., 2]) / 2
     y_g = (boxes2[..., 1] + boxes2[..., 3]) / 2
-    centers2 = (_upcast(x_p[..., :, None] - x_g[..., None, :]) ** 2) + (
-        _upcast(y_p[..., :, None] - y_g[..., None, :]) ** 2)
+    centers2 = (upcast(x_p[..., :, None] - x_g[..., None, :]) ** 2) + (
+        upcast(y_p[..., :, None] - y_g[..., None, :]) ** 2)
     return iou - (centers2 / diag2), iou
 
 
@@ -229,8 +220,8 @@ def distance_box_iou(boxes1: Array, boxes2: Array, eps: float = 1e-7) -> Array:
     Zheng et al., "Distance-IoU Loss", AAAI 2020.
 
     Args:
-      boxes1: ``[..., N, 4]`` floating (x1, y1, x2, y2) boxes.
-      boxes2: ``[..., M, 4]`` floating (x1, y1, x2, y2) boxes.
+      boxes1: ``[..., N, 4]`` floating or integer (x1, y1, x2, y2) boxes.
+      boxes2: ``[..., M, 4]`` floating or integer (x1, y1, x2, y2) boxes.
       eps: added to the squared diagonal of the enclosing box.
 
     Returns:
@@ -238,7 +229,7 @@ def distance_box_iou(boxes1: Array, boxes2: Array, eps: float = 1e-7) -> Array:
     """
     op = "distance_box_iou"
     _check_pair(boxes1, boxes2, op)
-    boxes1, boxes2 = _upcast(jnp.asarray(boxes1)), _upcast(jnp.asarray(boxes2))
+    boxes1, boxes2 = upcast(jnp.asarray(boxes1)), upcast(jnp.asarray(boxes2))
     return _box_diou_iou(boxes1, boxes2, eps)[0]
 
 
@@ -249,8 +240,8 @@ def complete_box_iou(boxes1: Array, boxes2: Array, eps: float = 1e-7) -> Array:
     computes it under ``torch.no_grad()``.
 
     Args:
-      boxes1: ``[..., N, 4]`` floating (x1, y1, x2, y2) boxes.
-      boxes2: ``[..., M, 4]`` floating (x1, y1, x2, y2) boxes.
+      boxes1: ``[..., N, 4]`` floating or integer (x1, y1, x2, y2) boxes.
+      boxes2: ``[..., M, 4]`` floating or integer (x1, y1, x2, y2) boxes.
       eps: numerical guard of the DIoU and alpha denominators.
 
     Returns:
@@ -258,7 +249,7 @@ def complete_box_iou(boxes1: Array, boxes2: Array, eps: float = 1e-7) -> Array:
     """
     op = "complete_box_iou"
     _check_pair(boxes1, boxes2, op)
-    boxes1, boxes2 = _upcast(jnp.asarray(boxes1)), _upcast(jnp.asarray(boxes2))
+    boxes1, boxes2 = upcast(jnp.asarray(boxes1)), upcast(jnp.asarray(boxes2))
     diou, iou = _box_diou_iou(boxes1, boxes2, eps)
     w_pred = boxes1[..., :, None, 2] - boxes1[..., :, None, 0]
     h_pred = boxes1[..., :, None, 3] - boxes1[..., :, None, 1]
@@ -285,11 +276,8 @@ def clip_boxes_to_image(boxes: Array, size: tuple[int, int]) -> Array:
         raise ValueError(f"{op}: size must be (height, width), got {size!r}")
     boxes = jnp.asarray(boxes)
     height, width = size
-    lo = jnp.zeros((), boxes.dtype)
     hi = jnp.asarray([width, height, width, height], boxes.dtype)
-    # torch.clamp(min, max) == min(max(x, lo), hi), and its gradient passes inside [lo, hi].
-    inside = (boxes >= lo) & (boxes <= hi)
-    return jnp.where(inside, boxes, jnp.clip(boxes, lo, hi))
+    return clamp(boxes, 0.0, hi)
 
 
 def remove_small_boxes(boxes: Array, min_size: float) -> Array:
@@ -407,10 +395,10 @@ class BoxCoder:
         dy = divide(rel_codes[:, 1::4], wy)
         dw = divide(rel_codes[:, 2::4], ww)
         dh = divide(rel_codes[:, 3::4], wh)
-        # Prevents exp overflow for wild predictions (torch.clamp(max=...): gradient passes
-        # at and below the clip value).
-        dw = jnp.where(dw <= self.bbox_xform_clip, dw, self.bbox_xform_clip)
-        dh = jnp.where(dh <= self.bbox_xform_clip, dh, self.bbox_xform_clip)
+        # Prevents exp overflow for wild predictions. torch.clamp(max=clip): the gradient
+        # passes strictly below the clip value (cast to the codes' dtype), 0 at it.
+        dw = clamp(dw, hi=self.bbox_xform_clip)
+        dh = clamp(dh, hi=self.bbox_xform_clip)
 
         pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]
         pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]

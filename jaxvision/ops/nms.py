@@ -30,13 +30,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxvision.ops._checks import (
+from jaxvision.checks import (
     check_boxes,
     check_floating,
     check_integer,
     check_rank,
     check_same_length,
 )
+from jaxvision.ops._numerics import upcast
 
 __all__ = ["batched_nms", "nms"]
 
@@ -133,7 +134,8 @@ def nms(boxes: Array, scores: Array, iou_threshold: float | Array, max_output_si
     """Greedy NMS: indices of kept boxes in decreasing score order, like ``torchvision.ops.nms``.
 
     Args:
-      boxes: ``[K, 4]`` floating (x1, y1, x2, y2) boxes.
+      boxes: ``[K, 4]`` floating (x1, y1, x2, y2) boxes; float16/bfloat16 are compared in
+        float32.
       scores: ``[K]`` floating scores.
       iou_threshold: a box is dropped when its IoU with a kept, higher-scoring box is strictly
         greater than this. A Python float is compared exactly as torchvision's double; a traced
@@ -154,7 +156,10 @@ def nms(boxes: Array, scores: Array, iou_threshold: float | Array, max_output_si
     for knob, value in (("tile_size", tile_size), ("chunk_size", chunk_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{op}: {knob} must be a positive int, got {value!r}")
-    boxes = jnp.asarray(boxes)
+    # Half-precision boxes are compared in float32: in float16 the areas of boxes larger than
+    # ~256 x 256 px overflow to inf, making every IoU NaN (torchvision's test_nms_float16
+    # requires the float32 answer).
+    boxes = upcast(boxes)
     scores = jnp.asarray(scores)
     thr = _threshold(iou_threshold, boxes.dtype)
     n = boxes.shape[0]
@@ -174,8 +179,8 @@ def nms(boxes: Array, scores: Array, iou_threshold: float | Array, max_output_si
     # Areas are materialized once, outside the loop, like the kernel's `areas` array.
     sarea = (sboxes[:, 2] - sboxes[:, 0]) * (sboxes[:, 3] - sboxes[:, 1])
     valid = jnp.arange(n_pad) < n
-    tile_ar = jnp.arange(tile)
-    chunk_ar = jnp.arange(chunk)
+    tile_ar = jnp.arange(tile, dtype=jnp.int32)
+    chunk_ar = jnp.arange(chunk, dtype=jnp.int32)
     upper = tile_ar[:, None] < tile_ar[None, :]
 
     def tile_cond(state):
@@ -266,7 +271,7 @@ def batched_nms(boxes: Array, scores: Array, idxs: Array, iou_threshold: float |
     check_rank(idxs, 1, "idxs", op, layout="[K]")
     check_integer(idxs, "idxs", op)
     check_same_length(idxs, boxes.shape[0], "idxs", op, "boxes")
-    boxes = jnp.asarray(boxes)
+    boxes = upcast(boxes)  # offsets of half-precision boxes in float32 too, see nms
     if boxes.shape[0] == 0:
         return jnp.full((max_output_size,), -1, jnp.int32), jnp.zeros((), jnp.int32)
     max_coordinate = jnp.max(boxes)

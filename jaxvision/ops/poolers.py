@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxvision.ops._checks import check_boxes, check_rank
+from jaxvision.checks import check_boxes, check_rank, check_roi_inputs, pair
 from jaxvision.ops._numerics import divide
 from jaxvision.ops.boxes import box_area
-from jaxvision.ops.roi_align import _pair, check_roi_inputs, roi_align
+from jaxvision.ops.roi_align import roi_align
 
 __all__ = ["MultiScaleRoIAlign", "infer_scale", "map_levels", "multi_scale_roi_align"]
 
@@ -82,7 +82,7 @@ def multi_scale_roi_align(features: Sequence[jax.Array], rois: jax.Array,
                          f"and {len(scales)} scales")
     for lvl, f in enumerate(features):
         check_roi_inputs(f, rois, f"{op} (level {lvl})")
-    oh, ow = _pair(output_size, "output_size", op)
+    oh, ow = pair(output_size, "output_size", op=op)
     if len(features) == 1:
         return roi_align(features[0], rois, (oh, ow), scales[0], sampling_ratio)
     k_min = int(-np.log2(np.float32(scales[0])))
@@ -116,7 +116,7 @@ class MultiScaleRoIAlign:
                  sampling_ratio: int, *, canonical_scale: int = 224,
                  canonical_level: int = 4) -> None:
         self.featmap_names = list(featmap_names)
-        self.output_size = _pair(output_size, "output_size", "MultiScaleRoIAlign")
+        self.output_size = pair(output_size, "output_size", op="MultiScaleRoIAlign")
         self.sampling_ratio = sampling_ratio
         self.canonical_scale = canonical_scale
         self.canonical_level = canonical_level

@@ -50,36 +50,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxvision.ops._checks import check_floating, check_rank
+from jaxvision.checks import check_roi_inputs, pair
 from jaxvision.ops._numerics import divide
 
 __all__ = ["RoIAlign", "roi_align"]
 
 _HIGHEST = lax.Precision.HIGHEST
-
-
-def _pair(v: int | Sequence[int], name: str, op: str) -> tuple[int, int]:
-    t = (v, v) if isinstance(v, int) else tuple(v)
-    if len(t) != 2 or not all(isinstance(i, int) and i > 0 for i in t):
-        raise ValueError(f"{op}: {name} must be a positive int or a pair of positive ints, "
-                         f"got {v!r}")
-    return t  # type: ignore[return-value]
-
-
-def check_roi_inputs(features: Any, rois: Any, op: str) -> None:
-    """Validates ``features: [N, H, W, C]`` floating and ``rois: [K, 5]`` floating."""
-    check_rank(features, 4, "features", op, layout="[N, H, W, C] (NHWC)")
-    check_floating(features, "features", op)
-    check_rank(rois, 2, "rois", op, layout="[K, 5] (batch_index, x1, y1, x2, y2)")
-    if rois.shape[-1] == 4:
-        raise ValueError(
-            f"{op}: rois must be [K, 5] (batch_index, x1, y1, x2, y2), got shape "
-            f"{tuple(rois.shape)}: prepend the batch index column, e.g. "
-            f"jnp.concatenate([jnp.zeros((K, 1)), boxes], axis=1) for a single image")
-    if rois.shape[-1] != 5:
-        raise ValueError(f"{op}: rois must be [K, 5] (batch_index, x1, y1, x2, y2), got shape "
-                         f"{tuple(rois.shape)}")
-    check_floating(rois, "rois", op)
 
 
 def window_ladder(height: int, width: int) -> list[tuple[int, int]]:
@@ -131,6 +107,16 @@ def bucketed_map(branches: list[Callable[[Any], jax.Array]], bucket: jax.Array, 
     return out[inverse]
 
 
+def slice_starts(*index: jax.Array | int) -> tuple[jax.Array, ...]:
+    """Start indices for ``lax.dynamic_slice``, all int32.
+
+    ``dynamic_slice`` needs one integer dtype across its starts; a Python ``0`` becomes int64
+    under ``jax_enable_x64`` while the computed indices are int32, which ``vmap`` then fails
+    to concatenate.
+    """
+    return tuple(jnp.asarray(i, jnp.int32) for i in index)
+
+
 def crop_windows(features: jax.Array, batch: jax.Array, y0: jax.Array, x0: jax.Array,
                  win: tuple[int, int]) -> jax.Array:
     """Crops ``features[batch[k], y0[k]:y0[k]+win_h, x0[k]:x0[k]+win_w, :]``.
@@ -140,7 +126,7 @@ def crop_windows(features: jax.Array, batch: jax.Array, y0: jax.Array, x0: jax.A
     c = features.shape[-1]
 
     def one(b: jax.Array, y: jax.Array, x: jax.Array) -> jax.Array:
-        return lax.dynamic_slice(features, (b, y, x, 0), (1, win[0], win[1], c))[0]
+        return lax.dynamic_slice(features, slice_starts(b, y, x, 0), (1, win[0], win[1], c))[0]
 
     return jax.vmap(one)(batch, y0, x0)
 
@@ -250,7 +236,8 @@ def _gather_rows(features: jax.Array, batch: jax.Array, r0: jax.Array, x0: jax.A
 
     def row(j: jax.Array | int) -> jax.Array:
         def one(b: jax.Array, r: jax.Array, x: jax.Array) -> jax.Array:
-            return lax.dynamic_slice(features, (b, r + j, x, 0), (1, 1, width, c))[0, 0]
+            return lax.dynamic_slice(features, slice_starts(b, r + j, x, 0),
+                                     (1, 1, width, c))[0, 0]
 
         slab = jax.vmap(jax.vmap(one, (None, 0, None)))(batch, r0, x0)  # [k, P, width, C]
         wj = lax.dynamic_index_in_dim(wy, j, axis=2, keepdims=False)
@@ -291,7 +278,7 @@ def roi_align(
     """
     op = "roi_align"
     check_roi_inputs(features, rois, op)
-    oh, ow = _pair(output_size, "output_size", op)
+    oh, ow = pair(output_size, "output_size", op=op)
     if not isinstance(sampling_ratio, int):
         raise TypeError(f"{op}: sampling_ratio must be an int, got {sampling_ratio!r}")
     n, h, w, c = features.shape
@@ -351,7 +338,7 @@ def roi_align(
             # Columns: each output column's band of t, [kc, ow, oh, cap_w, C], then a weighted
             # reduction (a reduce, which XLA does not fuse into the gather feeding it).
             def cols(tk: jax.Array, col: jax.Array) -> jax.Array:
-                return lax.dynamic_slice(tk, (0, col, 0), (oh, cap_w, c))
+                return lax.dynamic_slice(tk, slice_starts(0, col, 0), (oh, cap_w, c))
 
             g = jax.vmap(jax.vmap(cols, (None, 0)))(t, c0 - x0[:, None])
             out = (g * wx[:, :, None, :, None]).sum(axis=3)  # [kc, ow, oh, C]

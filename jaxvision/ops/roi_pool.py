@@ -1,13 +1,14 @@
 """RoIPool (Girshick, "Fast R-CNN", ICCV 2015), exact to ``torchvision.ops.roi_pool``.
 
 Semantics (torchvision ``csrc/ops/cpu/roi_pool_kernel.cpp``): RoI corners are scaled by
-``spatial_scale`` (float32 product) and rounded half away from zero (C ``round``; not
-``jnp.round``, which rounds half to even); ``roi_h = max(y2 - y1 + 1, 1)``, ``bin_h = roi_h /
-oh``; bin ``p`` covers rows ``[floor(p * bin_h), ceil((p + 1) * bin_h)) + y1`` clipped to
-``[0, H]`` (columns alike). A bin's value is the max of its elements; only values ``>
--FLT_MAX`` count (NaN and -inf are skipped), an empty bin is 0 and a bin with nothing that
-counts is ``-FLT_MAX``. The gradient goes to the first maximum in row-major order (torch's
-``argmax``), none from empty bins.
+``spatial_scale`` (a product in the features' dtype; float32 for half precision) and rounded
+half away from zero (C ``round``; not ``jnp.round``, which rounds half to even); ``roi_h =
+max(y2 - y1 + 1, 1)``, ``bin_h = roi_h / oh``; bin ``p`` covers rows ``[floor(p * bin_h),
+ceil((p + 1) * bin_h)) + y1`` clipped to ``[0, H]`` (columns alike). A bin's value is the max
+of its elements; only values ``> -FLT_MAX`` count (NaN and -inf are skipped), an empty bin is
+0 and a bin with nothing that counts is ``-FLT_MAX`` (float32's, whatever the dtype).
+The gradient goes to the first maximum in row-major order (torch's ``argmax``), none from
+empty bins.
 
 How it is computed here, with static shapes: the RoIs share :mod:`jaxvision.ops.roi_align`'s
 size-bucketed loop (sorted by footprint, chunks run the ``lax.switch`` branch of their largest
@@ -34,11 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxvision.checks import check_roi_inputs, pair
 from jaxvision.ops._numerics import divide, round_half_away
 from jaxvision.ops.roi_align import (
-    _pair,
     bucketed_map,
-    check_roi_inputs,
     crop_windows,
     window_ladder,
 )
@@ -48,11 +48,12 @@ __all__ = ["RoIPool", "roi_pool"]
 _FLT_MAX = float(np.finfo(np.float32).max)
 
 
-def _bin_bounds(start: jax.Array, roi: jax.Array, pooled: int, size: int
+def _bin_bounds(start: jax.Array, roi: jax.Array, pooled: int, size: int, dtype: Any
                 ) -> tuple[jax.Array, jax.Array]:
-    """``[k, pooled]`` int32 clipped ``[lo, hi)`` of every bin along one axis."""
-    bin_size = divide(roi.astype(jnp.float32), pooled)
-    p = jnp.arange(pooled, dtype=jnp.float32)
+    """``[k, pooled]`` int32 clipped ``[lo, hi)`` of every bin along one axis (``dtype``:
+    the kernel's scalar type)."""
+    bin_size = divide(roi.astype(dtype), pooled)
+    p = jnp.arange(pooled, dtype=dtype)
     lo = jnp.floor(p[None] * bin_size[:, None]).astype(jnp.int32) + start[:, None]
     hi = jnp.ceil((p[None] + 1) * bin_size[:, None]).astype(jnp.int32) + start[:, None]
     return jnp.clip(lo, 0, size), jnp.clip(hi, 0, size)
@@ -110,21 +111,23 @@ def roi_pool(
     """
     op = "roi_pool"
     check_roi_inputs(features, rois, op)
-    oh, ow = _pair(output_size, "output_size", op)
+    oh, ow = pair(output_size, "output_size", op=op)
     n, h, w, c = features.shape
     k = rois.shape[0]
     if k == 0:
         return jnp.zeros((0, oh, ow, c), features.dtype)
-    r = lax.stop_gradient(rois).astype(jnp.float32)
-    # torch casts spatial_scale to the kernel's scalar type (float32) before the product.
-    scale = jnp.asarray(spatial_scale, jnp.float32)
+    # torch's kernel computes in the features' scalar type T (float32 or float64; half
+    # precision here in float32) and casts spatial_scale to T before the product.
+    cdt = jnp.promote_types(features.dtype, jnp.float32)
+    r = lax.stop_gradient(rois).astype(cdt)
+    scale = jnp.asarray(spatial_scale, cdt)
     batch = jnp.clip(r[:, 0].astype(jnp.int32), 0, n - 1)
     corners = jnp.clip(round_half_away(r[:, 1:] * scale), -(2.0**30), 2.0**30).astype(jnp.int32)
     x1, y1, x2, y2 = (corners[:, i] for i in range(4))
     roi_w = jnp.maximum(x2 - x1 + 1, 1)
     roi_h = jnp.maximum(y2 - y1 + 1, 1)
-    hs, he = _bin_bounds(y1, roi_h, oh, h)
-    ws, we = _bin_bounds(x1, roi_w, ow, w)
+    hs, he = _bin_bounds(y1, roi_h, oh, h, cdt)
+    ws, we = _bin_bounds(x1, roi_w, ow, w, cdt)
 
     # Footprint (rows/cols any bin touches) and longest bin, which pick the branch.
     def extent(lo: jax.Array, hi: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

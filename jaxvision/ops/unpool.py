@@ -21,16 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvision.ops._checks import check_floating, check_integer, check_rank
+from jaxvision.checks import check_floating, check_integer, check_rank, pair
 
 __all__ = ["max_pool_with_argmax", "max_unpool", "unpool_bed_of_nails", "unpool_nearest"]
-
-
-def _pair(v: int | Sequence[int], name: str, op: str, minimum: int = 1) -> tuple[int, int]:
-    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-    if len(t) != 2 or not all(isinstance(i, (int, np.integer)) and i >= minimum for i in t):
-        raise ValueError(f"{op}: {name} must be an int >= {minimum} or a pair of them, got {v!r}")
-    return int(t[0]), int(t[1])
 
 
 def _pooled_size(size: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
@@ -64,9 +57,9 @@ def max_pool_with_argmax(x: jax.Array, kernel_size: int | Sequence[int],
     op = "max_pool_with_argmax"
     check_rank(x, 4, "x", op, layout="[N, H, W, C] (NHWC)")
     check_floating(x, "x", op)
-    kh, kw = _pair(kernel_size, "kernel_size", op)
-    sh, sw = _pair(kernel_size if stride is None else stride, "stride", op)
-    ph, pw = _pair(padding, "padding", op, minimum=0)
+    kh, kw = pair(kernel_size, "kernel_size", op=op)
+    sh, sw = pair(kernel_size if stride is None else stride, "stride", op=op)
+    ph, pw = pair(padding, "padding", minimum=0, op=op)
     if ph > kh // 2 or pw > kw // 2:
         raise ValueError(f"{op}: padding must be at most half the kernel size, got padding "
                          f"{(ph, pw)} for kernel {(kh, kw)}")
@@ -161,7 +154,7 @@ def max_unpool(x: jax.Array, indices: jax.Array, output_size: Sequence[int]) -> 
     if tuple(indices.shape) != tuple(x.shape):
         raise ValueError(f"{op}: indices must have the shape of x {tuple(x.shape)}, got "
                          f"{tuple(indices.shape)}")
-    big_h, big_w = _pair(tuple(output_size)[-2:], "output_size", op)
+    big_h, big_w = pair(tuple(output_size)[-2:], "output_size", op=op)
     n, _, _, c = x.shape
     out = _unpool(x, indices, big_h * big_w)
     return out.reshape(n, big_h, big_w, c)
@@ -171,7 +164,7 @@ def unpool_nearest(x: jax.Array, factor: int | Sequence[int] = 2) -> jax.Array:
     """Nearest-neighbour unpooling: ``[N, h, w, C] -> [N, h * fh, w * fw, C]``."""
     op = "unpool_nearest"
     check_rank(x, 4, "x", op, layout="[N, h, w, C] (NHWC)")
-    fh, fw = _pair(factor, "factor", op)
+    fh, fw = pair(factor, "factor", op=op)
     return jnp.repeat(jnp.repeat(x, fh, axis=1), fw, axis=2)
 
 
@@ -182,7 +175,7 @@ def unpool_bed_of_nails(x: jax.Array, factor: int | Sequence[int] = 2) -> jax.Ar
     """
     op = "unpool_bed_of_nails"
     check_rank(x, 4, "x", op, layout="[N, h, w, C] (NHWC)")
-    fh, fw = _pair(factor, "factor", op)
+    fh, fw = pair(factor, "factor", op=op)
     n, h, w, c = x.shape
     out = jnp.zeros((n, h, fh, w, fw, c), x.dtype).at[:, :, 0, :, 0, :].set(x)
     return out.reshape(n, h * fh, w * fw, c)

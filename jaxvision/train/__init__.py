@@ -1,13 +1,19 @@
-"""jaxvision.train: the training engine (Flax examples/imagenet + big_vision style).
+"""jaxvision.train: the training engine (Flax examples/imagenet + big_vision style), one for
+every task.
 
 One job per file: :mod:`~jaxvision.train.config` (experiment configs, schema, overrides),
+:mod:`~jaxvision.train.tasks` (what a task is: batch fields, loss, predictions, evaluators;
+``task.name`` picks one), :mod:`~jaxvision.train.evaluators` (one metric family per module),
 :mod:`~jaxvision.train.state` (``TrainState``, model from config),
-:mod:`~jaxvision.train.optim` (optax optimizers, schedules), :mod:`~jaxvision.train.losses`,
+:mod:`~jaxvision.train.optim` (optax optimizers, schedules, frozen parameters),
+:mod:`~jaxvision.train.pretrained` (``model.init_from``), :mod:`~jaxvision.train.losses`,
+:mod:`~jaxvision.train.preprocess` (on-device augmentation),
 :mod:`~jaxvision.train.sharding` (mesh, shardings, multi-host),
 :mod:`~jaxvision.train.checkpoint` (orbax, preemption), :mod:`~jaxvision.train.steps`
-(jitted train/eval steps with on-device augmentation), :mod:`~jaxvision.train.loop`
-(``train_and_evaluate``), :mod:`~jaxvision.train.writers` (metrics.jsonl, TensorBoard),
-:mod:`~jaxvision.train.predict`. Experiments: :mod:`jaxvision.train.configs`.
+(jitted train/eval/predict steps), :mod:`~jaxvision.train.loop` (``train_and_evaluate``),
+:mod:`~jaxvision.train.workdir` (the files of a run), :mod:`~jaxvision.train.writers`
+(metrics.jsonl, TensorBoard), :mod:`~jaxvision.train.predict`. Experiments:
+:mod:`jaxvision.train.configs`.
 
     from jaxvision.train import load_config, train_and_evaluate
     config = load_config("lenet5_mnist", ["num_epochs=2"])
@@ -18,6 +24,7 @@ from jaxvision.train.config import (
     ConfigError,
     apply_overrides,
     default_config,
+    ensure_valid,
     list_experiments,
     load_config,
     validate,
@@ -35,6 +42,7 @@ __all__ = [
     "TrainState",
     "apply_overrides",
     "default_config",
+    "ensure_valid",
     "evaluate_checkpoint",
     "list_experiments",
     "load_config",

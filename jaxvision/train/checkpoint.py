@@ -1,11 +1,12 @@
 """Checkpoints that survive preemption (orbax ``CheckpointManager``).
 
-Layout: ``<workdir>/checkpoints/<step>/{state,loader}``: ``state`` is the
-:class:`~jaxvision.train.state.TrainState` pytree (``StandardSave``), ``loader`` the data
-loader's JSON position (``JsonSave``), so a resumed run sees exactly the batches an
-uninterrupted one would. Orbax writes each step into a temporary folder and renames it when
-complete (atomic), so a run killed mid-save leaves the previous checkpoint as the latest;
-with ``async_save`` the arrays are written in a background thread while training goes on.
+Layout (:mod:`jaxvision.train.workdir`): ``<workdir>/checkpoints/<step>/{state,loader}``:
+``state`` is the :class:`~jaxvision.train.state.TrainState` pytree (``StandardSave``),
+``loader`` the data loader's JSON position (``JsonSave``), so a resumed run sees exactly the
+batches an uninterrupted one would. Orbax writes each step into a temporary folder and
+renames it when complete (atomic), so a run killed mid-save leaves the previous checkpoint as
+the latest; with ``async_save`` the arrays are written in a background thread while training
+goes on.
 
 Kept: the ``checkpoint.keep`` latest, plus the ``checkpoint.keep_best`` best by
 ``checkpoint.best_metric`` among checkpoints saved with evaluation metrics.
@@ -27,14 +28,10 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding
 
 from jaxvision.train.sharding import shard_like
+from jaxvision.train.workdir import checkpoint_dir
 
 STATE, LOADER = "state", "loader"
 _MINIMIZE = ("eval_loss",)
-
-
-def checkpoint_dir(workdir: str | Path) -> Path:
-    """Where the checkpoints of ``workdir`` live."""
-    return Path(workdir).absolute() / "checkpoints"
 
 
 def make_manager(workdir: str | Path, config: ml_collections.ConfigDict | None = None,

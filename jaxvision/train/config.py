@@ -1,16 +1,21 @@
-"""Experiment configs: a schema, validation, loading by name or path, command-line overrides.
+"""Experiment configs on ``ml_collections``: typed defaults, locking, checks, overrides.
 
 An experiment is a Python file whose ``get_config()`` returns an
-``ml_collections.ConfigDict`` (as in Flax's ``examples/imagenet/configs``). The shipped
-experiments live in :mod:`jaxvision.train.configs` (so an installed package finds them);
-``experiments/configs/`` in the repository re-exports them for readers.
+``ml_collections.ConfigDict`` (as in Flax's ``examples/imagenet/configs``); the shipped ones
+live in :mod:`jaxvision.train.configs`, the one place for them.
 
-Every key a config may hold is declared once in :data:`SCHEMA` with its type, default and
-allowed values; :func:`validate` rejects unknown keys and bad values with an error that
-names the key and what is allowed. Overrides on the command line are ``key=value`` pairs
-(``optimizer.learning_rate=0.05``) or the equivalent ``--config.key=value`` flags; values are
-parsed as Python literals (``0.1``, ``[32000, 48000]``, ``None``, ``True``) and otherwise kept
-as strings, then coerced to the key's declared type.
+Every key is declared once in :data:`KEYS` with its default and help. Types are
+ml_collections': a key's type is its default's, and a key that may be unset is a typed
+``placeholder`` (``placeholder(int)``), so assigning a string to ``batch_size`` fails the way
+ml_collections fails. Each task has its own section (``classification.*``,
+``localization.*``, ...). :func:`validate` runs once per config: it applies the user's values
+onto a fresh, *locked* default config (an unknown key is refused with a did-you-mean list),
+checks values and the rules that tie keys together, and returns the locked result; code that
+receives a locked config trusts it (:func:`ensure_valid`).
+
+Overrides on the command line are ``key=value`` pairs (``optimizer.learning_rate=0.05``) or
+``--config.key=value`` flags; values are parsed as Python literals (``0.1``, ``[32000,
+48000]``, ``None``, ``True``), otherwise kept as strings.
 """
 
 from __future__ import annotations
@@ -27,30 +32,38 @@ from pathlib import Path
 from typing import Any
 
 import ml_collections
+from ml_collections.config_dict import FieldReference, placeholder
 
 DEFAULT_EXPERIMENT = "lenet5_mnist"
 
 
 class ConfigError(ValueError):
-    """A config key is unknown or has a value outside what the schema allows."""
+    """A config key is unknown or has a value outside what it allows."""
 
 
 @dataclasses.dataclass(frozen=True)
-class Field:
-    """One config key: its type, default, and a check on its value.
+class Key:
+    """One config key: its default (whose type is the key's type; a ``placeholder(T)`` for a
+    key that may stay unset), a help line, and optional constraints.
 
-    ``kind`` is one of ``int``, ``float``, ``bool``, ``str``, ``int_list``, ``float_list``,
-    ``str_list``, ``dict``; ``optional`` allows ``None``; ``choices`` restricts the value;
-    ``check``/``expect`` is an extra predicate and its description for error messages.
+    ``choices`` restricts the value; ``check``/``expect`` is a predicate and its wording for
+    error messages; ``item`` is the element type of a list-valued key.
     """
 
-    kind: str
     default: Any
     help: str
-    optional: bool = False
     choices: tuple[Any, ...] | None = None
     check: Callable[[Any], bool] | None = None
     expect: str = ""
+    item: type | None = None
+
+    @property
+    def optional(self) -> bool:
+        return isinstance(self.default, FieldReference)
+
+    @property
+    def type(self) -> type:
+        return self.default.get_type() if self.optional else type(self.default)
 
 
 def _pos(x: float) -> bool:
@@ -65,292 +78,328 @@ def _unit(x: float) -> bool:
     return 0 <= x < 1
 
 
-SCHEMA: dict[str, Field] = {
+POS, NONNEG, UNIT = (_pos, "> 0"), (_nonneg, ">= 0"), (_unit, "in [0, 1)")
+
+
+def _k(default: Any, help: str, rule: tuple[Callable, str] | None = None,
+       **kw: Any) -> Key:
+    if rule is not None:
+        kw.update(check=rule[0], expect=rule[1])
+    return Key(default, help, **kw)
+
+
+#: Every key of a config: its default, help and constraints. Sections group them; each task
+#: has its own (``classification``, ``localization``).
+KEYS: dict[str, Key] = {
     # -- model ---------------------------------------------------------------------------
-    "model.name": Field("str", "lenet5", "registered model builder (jaxvision.models)"),
-    "model.num_classes": Field("int", 10, "number of output classes", check=_pos, expect="> 0"),
-    "model.dtype": Field("str", "float32", "compute dtype; parameters stay float32",
-                         choices=("float32", "bfloat16")),
-    "model.kwargs": Field("dict", {}, "extra keyword arguments for the model builder"),
-    "model.init_from": Field("str", None, "initialise parameters from a training workdir's "
-                             "checkpoint, or from torchvision weights ('torchvision:NAME' or "
-                             "'torchvision:NAME:FILE.pth'); None = random init", optional=True),
-    "model.init_from_target": Field("str", None, "'/'-separated path of the submodule whose "
-                                    "variables receive the loaded ones (e.g. 'backbone'); "
-                                    "None = the whole model", optional=True),
+    "model.name": _k("lenet5", "registered model builder (jaxvision.models)"),
+    "model.num_classes": _k(10, "number of output classes", POS),
+    "model.dtype": _k("float32", "compute dtype; parameters stay float32",
+                      choices=("float32", "bfloat16")),
+    "model.kwargs": _k({}, "extra keyword arguments for the model builder"),
+    "model.init_from": _k(placeholder(str), "initialise parameters from a training workdir's "
+                          "checkpoint, or from torchvision weights ('torchvision:NAME' or "
+                          "'torchvision:NAME:FILE.pth'); None = random init"),
+    "model.init_from_target": _k(placeholder(str), "'/'-separated path of the submodule whose "
+                                 "variables receive the loaded ones (e.g. 'backbone'); None = "
+                                 "the whole model"),
+    "model.init_from_skip": _k([], "regular expressions over '/'-joined paths of "
+                               "model.init_from's variables that are not loaded (e.g. a head "
+                               "of another shape)", item=str),
     # -- task ----------------------------------------------------------------------------
-    "task.name": Field("str", "classification", "what the model learns: its batch fields, "
-                       "loss, evaluators and predictions (jaxvision.train.tasks)",
-                       choices=("classification", "localization")),
+    "task.name": _k("classification", "what the model learns: its batch fields, loss, "
+                    "evaluators and predictions (jaxvision.train.tasks)",
+                    choices=("classification", "localization")),
+    # -- classification (task.name='classification'; also localization's class loss) ---
+    "classification.label_smoothing": _k(0.0, "label smoothing epsilon", UNIT),
+    # -- localization (task.name='localization'; jaxvision.train.tasks.localization) -----
+    "localization.attach": _k("features", "where the regression head reads: the flattened "
+                              "conv map ('features', OverFeat/VGG) or the last hidden dense "
+                              "layer ('classifier', DeepPose/R-CNN)",
+                              choices=("features", "classifier")),
+    "localization.hidden": _k([256], "widths of the regression head's hidden layers",
+                              item=int),
+    "localization.per_class": _k(False, "one regression per class (R-CNN) instead of "
+                                 "class-agnostic"),
+    "localization.target": _k("boxes", "what is regressed: the first box of batch['boxes'], "
+                              "or batch['keypoints'] [K, 2] (x, y) pixels",
+                              choices=("boxes", "keypoints")),
+    "localization.num_keypoints": _k(3, "K for target='keypoints'", POS),
+    "localization.box_encoding": _k("cxcywh", "box target over the image size: (cx, cy, w, "
+                                    "h) or (x1, y1, x2, y2)", choices=("cxcywh", "xyxy")),
+    "localization.target_mean": _k(placeholder(list), "standardise the regression targets: "
+                                   "(t - mean) / std per coordinate (training-set statistics, "
+                                   "jaxvision.localization.TargetScaler); None = raw targets",
+                                   item=float),
+    "localization.target_std": _k(placeholder(list), "see localization.target_mean",
+                                  item=float),
+    "localization.loss": _k("l2", "regression loss, summed over coordinates",
+                            choices=("l2", "smooth_l1")),
+    "localization.class_weight": _k(1.0, "weight of the cross-entropy (0: train the regressor "
+                                    "alone)", NONNEG),
+    "localization.box_weight": _k(1.0, "weight of the regression loss (0: train the "
+                                  "classifier alone)", NONNEG),
+    "localization.iou_threshold": _k(0.5, "ILSVRC: a box is right at IoU >= this", POS),
     # -- data ----------------------------------------------------------------------------
-    "data.source": Field("str", "mnist", "where examples come from",
-                         choices=("mnist", "image_folder", "tfds", "voc", "coco",
-                                  "segmentation_folder")),
-    "data.root": Field("str", None, "mnist: IDX directory (None = embedded subset); "
-                       "image_folder: directory with <split>/<class>/*.jpg", optional=True),
-    "data.tfds_name": Field("str", None, "TFDS dataset name (source=tfds)", optional=True),
-    "data.train_split": Field("str", "train", "split used for training"),
-    "data.eval_split": Field("str", "test", "split used for evaluation"),
-    "data.image_size": Field("int", None, "side of the (square) network input; None = the "
-                             "stored image size", optional=True, check=_pos, expect="> 0"),
-    "data.load_size": Field("int", None, "resize every image to load_size x load_size when "
-                            "loading (variable-size data such as ImageNet); the network input "
-                            "data.image_size is cropped from it", optional=True, check=_pos,
-                            expect="> 0"),
-    "data.mean": Field("float_list", [0.0], "per-channel mean in [0, 1] units"),
-    "data.std": Field("float_list", [1.0], "per-channel std in [0, 1] units",
-                      check=lambda v: all(s > 0 for s in v), expect="all > 0"),
-    "data.grayscale": Field("bool", False, "image_folder: decode to one channel (else RGB)"),
-    "data.on_error": Field("str", "raise", "image_folder: an undecodable file raises naming "
-                           "it ('raise'), or is replaced by the next good file and counted "
-                           "('skip')", choices=("raise", "skip")),
-    "data.max_boxes": Field("int", 100, "dense tasks: boxes per image padded to this fixed "
-                            "count (with a validity mask)", check=_pos, expect="> 0"),
-    "data.classes": Field("str_list", None, "dense tasks: class names in label order "
-                          "(None = collected from the training annotations, sorted)",
-                          optional=True),
-    "data.ignore_index": Field("int", 255, "segmentation: label value ignored by the loss "
-                               "and the metrics", check=_nonneg, expect=">= 0"),
-    "data.worker_count": Field("int", 0, "host threads decoding images", check=_nonneg,
-                               expect=">= 0"),
+    "data.source": _k("mnist", "where examples come from",
+                      choices=("mnist", "image_folder", "tfds", "voc", "coco",
+                               "segmentation_folder")),
+    "data.root": _k(placeholder(str), "mnist: IDX directory (None = embedded subset); "
+                    "image_folder: directory with <split>/<class>/*.jpg; voc/coco/"
+                    "segmentation_folder: the data set's folder"),
+    "data.tfds_name": _k(placeholder(str), "TFDS dataset name (source=tfds)"),
+    "data.train_split": _k("train", "split used for training"),
+    "data.eval_split": _k("test", "split used for evaluation"),
+    "data.image_size": _k(placeholder(int), "side of the (square) network input; None = the "
+                          "stored image size", POS),
+    "data.load_size": _k(placeholder(int), "resize every image to load_size x load_size when "
+                         "loading (variable-size data such as ImageNet); the network input "
+                         "data.image_size is cropped from it", POS),
+    "data.mean": _k([0.0], "per-channel mean in [0, 1] units", item=float),
+    "data.std": _k([1.0], "per-channel std in [0, 1] units",
+                   (lambda v: all(s > 0 for s in v), "all > 0"), item=float),
+    "data.grayscale": _k(False, "image_folder: decode to one channel (else RGB)"),
+    "data.on_error": _k("raise", "an undecodable or malformed file raises naming it "
+                        "('raise'), or is skipped, counted and reported ('skip')",
+                        choices=("raise", "skip")),
+    "data.max_boxes": _k(100, "dense tasks: boxes per image padded to this fixed count (with a "
+                         "validity mask)", POS),
+    "data.classes": _k(placeholder(list), "dense tasks: class names in label order (None = "
+                       "collected from the training annotations, sorted)", item=str),
+    "data.ignore_index": _k(255, "segmentation: label value ignored by the loss and the "
+                            "metrics", NONNEG),
+    "data.masks": _k(False, "coco: also load instance masks (uint8 [max_boxes, H, W])"),
+    "data.worker_count": _k(0, "host threads decoding images", NONNEG),
     # -- augmentation (on device, inside the jitted train step) ---------------------------
-    "augment.crop_padding": Field("int", 0, "zero-pad then random crop back (0 = off)",
-                                  check=_nonneg, expect=">= 0"),
-    "augment.flip": Field("bool", False, "random horizontal flip"),
-    "augment.random_resized_crop": Field("bool", False, "Inception-style random resized crop"),
-    "augment.eval_ten_crop": Field("bool", False, "evaluate on AlexNet's 10 crops (corners, "
-                                   "centre, mirrored), softmax averaged; else a center crop"),
-    "augment.pca_noise": Field("float", 0.0, "AlexNet PCA colour noise std (0 = off)",
-                               check=_nonneg, expect=">= 0"),
+    "augment.crop_padding": _k(0, "zero-pad then random crop back (0 = off)", NONNEG),
+    "augment.flip": _k(False, "random horizontal flip"),
+    "augment.random_resized_crop": _k(False, "Inception-style random resized crop"),
+    "augment.eval_ten_crop": _k(False, "evaluate on AlexNet's 10 crops (corners, centre, "
+                                "mirrored), softmax averaged; else a center crop"),
+    "augment.pca_noise": _k(0.0, "AlexNet PCA colour noise std (0 = off)", NONNEG),
     # -- optimizer -----------------------------------------------------------------------
-    "optimizer.name": Field("str", "sgd", "optimizer", choices=("sgd", "adamw")),
-    "optimizer.learning_rate": Field("float", 0.1, "peak learning rate", check=_pos,
-                                     expect="> 0"),
-    "optimizer.momentum": Field("float", 0.9, "SGD momentum", check=_unit, expect="in [0, 1)"),
-    "optimizer.nesterov": Field("bool", False, "Nesterov momentum (SGD)"),
-    "optimizer.b1": Field("float", 0.9, "AdamW beta1", check=_unit, expect="in [0, 1)"),
-    "optimizer.b2": Field("float", 0.999, "AdamW beta2", check=_unit, expect="in [0, 1)"),
-    "optimizer.eps": Field("float", 1e-8, "AdamW epsilon", check=_pos, expect="> 0"),
-    "optimizer.weight_decay": Field("float", 0.0, "weight decay (SGD: coupled, torch-style; "
-                                    "AdamW: decoupled)", check=_nonneg, expect=">= 0"),
-    "optimizer.decay_norm_and_bias": Field("bool", False, "also decay biases and norm params"),
-    "optimizer.frozen": Field("str_list", [], "regular expressions over '/'-joined parameter "
-                              "paths (e.g. 'backbone/.*'); matching parameters are kept fixed"),
-    "optimizer.grad_clip_norm": Field("float", None, "clip the global gradient norm",
-                                      optional=True, check=_pos, expect="> 0"),
+    "optimizer.name": _k("sgd", "optimizer", choices=("sgd", "adamw")),
+    "optimizer.learning_rate": _k(0.1, "peak learning rate", POS),
+    "optimizer.momentum": _k(0.9, "SGD momentum", UNIT),
+    "optimizer.nesterov": _k(False, "Nesterov momentum (SGD)"),
+    "optimizer.b1": _k(0.9, "AdamW beta1", UNIT),
+    "optimizer.b2": _k(0.999, "AdamW beta2", UNIT),
+    "optimizer.eps": _k(1e-8, "AdamW epsilon", POS),
+    "optimizer.weight_decay": _k(0.0, "weight decay (SGD: coupled, torch-style; AdamW: "
+                                 "decoupled)", NONNEG),
+    "optimizer.decay_norm_and_bias": _k(False, "also decay biases and norm params"),
+    "optimizer.frozen": _k([], "regular expressions over '/'-joined parameter paths (e.g. "
+                           "'backbone/.*'); matching parameters are kept fixed", item=str),
+    "optimizer.grad_clip_norm": _k(placeholder(float), "clip the global gradient norm", POS),
     # -- learning-rate schedule ----------------------------------------------------------
-    "schedule.name": Field("str", "constant", "learning-rate schedule",
-                           choices=("constant", "step", "cosine")),
-    "schedule.boundaries": Field("int_list", [], "step schedule: steps where the rate is "
-                                 "multiplied by decay_factor",
-                                 check=lambda v: list(v) == sorted(v) and all(b > 0 for b in v),
-                                 expect="increasing positive steps"),
-    "schedule.decay_factor": Field("float", 0.1, "step schedule: multiplier at each boundary",
-                                   check=_pos, expect="> 0"),
-    "schedule.warmup_steps": Field("int", 0, "linear warmup from 0 over this many steps",
-                                   check=_nonneg, expect=">= 0"),
-    "schedule.end_factor": Field("float", 0.0, "cosine: final rate as a fraction of the peak",
-                                 check=_nonneg, expect=">= 0"),
+    "schedule.name": _k("constant", "learning-rate schedule",
+                        choices=("constant", "step", "cosine")),
+    "schedule.boundaries": _k([], "step schedule: steps where the rate is multiplied by "
+                              "decay_factor",
+                              (lambda v: list(v) == sorted(v) and all(b > 0 for b in v),
+                               "increasing positive steps"), item=int),
+    "schedule.decay_factor": _k(0.1, "step schedule: multiplier at each boundary", POS),
+    "schedule.warmup_steps": _k(0, "linear warmup from 0 over this many steps", NONNEG),
+    "schedule.end_factor": _k(0.0, "cosine: final rate as a fraction of the peak", NONNEG),
     # -- training ------------------------------------------------------------------------
-    "seed": Field("int", 0, "seed for initialisation, shuffling and augmentation"),
-    "batch_size": Field("int", 128, "global batch size (all devices, all processes)",
-                        check=_pos, expect="> 0"),
-    "num_train_steps": Field("int", None, "total optimizer steps (overrides num_epochs)",
-                             optional=True, check=_pos, expect="> 0"),
-    "num_epochs": Field("float", 10.0, "training length in epochs of the train split",
-                        optional=True, check=_pos, expect="> 0"),
-    "label_smoothing": Field("float", 0.0, "label smoothing epsilon", check=_unit,
-                             expect="in [0, 1)"),
+    "seed": _k(0, "seed for initialisation, shuffling and augmentation"),
+    "batch_size": _k(128, "global batch size (all devices, all processes)", POS),
+    "num_train_steps": _k(placeholder(int), "total optimizer steps (overrides num_epochs)", POS),
+    "num_epochs": _k(FieldReference(10.0, float), "training length in epochs of the train "
+                     "split (None: num_train_steps decides)", POS),
     # -- evaluation, logging, checkpoints ------------------------------------------------
-    "eval_batch_size": Field("int", 500, "global evaluation batch size", check=_pos,
-                             expect="> 0"),
-    "eval_every_steps": Field("int", None, "evaluate every N steps (None = once per epoch)",
-                              optional=True, check=_pos, expect="> 0"),
-    "log_every_steps": Field("int", 50, "write train metrics every N steps", check=_pos,
-                             expect="> 0"),
-    "progress_bar": Field("bool", True, "show a tqdm progress bar (process 0)"),
-    "tensorboard": Field("bool", True, "also write TensorBoard event files (tensorboardX)"),
-    "checkpoint.every_steps": Field("int", None, "save every N steps (None = at each eval)",
-                                    optional=True, check=_pos, expect="> 0"),
-    "checkpoint.keep": Field("int", 2, "how many of the latest checkpoints to keep",
-                             check=_pos, expect="> 0"),
-    "checkpoint.keep_best": Field("int", 1, "also keep the N best by checkpoint.best_metric",
-                                  check=_nonneg, expect=">= 0"),
-    "checkpoint.best_metric": Field("str", "eval_top1", "metric ranking checkpoints",
-                                    choices=("eval_top1", "eval_top5", "eval_loss")),
-    "checkpoint.async_save": Field("bool", True, "write checkpoints in a background thread"),
+    "eval_batch_size": _k(500, "global evaluation batch size", POS),
+    "eval_every_steps": _k(placeholder(int), "evaluate every N steps (None = once per epoch)",
+                           POS),
+    "log_every_steps": _k(50, "write train metrics every N steps", POS),
+    "progress_bar": _k(True, "show a tqdm progress bar (process 0)"),
+    "tensorboard": _k(True, "also write TensorBoard event files (tensorboardX)"),
+    "checkpoint.every_steps": _k(placeholder(int), "save every N steps (None = at each eval)",
+                                 POS),
+    "checkpoint.keep": _k(2, "how many of the latest checkpoints to keep", POS),
+    "checkpoint.keep_best": _k(1, "also keep the N best by checkpoint.best_metric", NONNEG),
+    "checkpoint.best_metric": _k("eval_top1", "metric ranking checkpoints (one the task's "
+                                 "evaluators write; eval_loss ranks lowest first)",
+                                 choices=("eval_top1", "eval_top5", "eval_loss",
+                                          "eval_localization", "eval_mean_iou", "eval_pck")),
+    "checkpoint.async_save": _k(True, "write checkpoints in a background thread"),
 }
 
 
+def _default_value(key: Key) -> Any:
+    if key.optional:
+        # A fresh reference per config: FieldReferences are shared when reused.
+        return FieldReference(key.default.get(), key.type)
+    return json.loads(json.dumps(key.default)) if isinstance(key.default, (list, dict)) \
+        else key.default
+
+
 def default_config() -> ml_collections.ConfigDict:
-    """Returns a ConfigDict holding every key of :data:`SCHEMA` at its default."""
+    """Every key of :data:`KEYS` at its default, unlocked (for experiment files to edit;
+    ml_collections still refuses a value of the wrong type)."""
     tree: dict[str, Any] = {}
-    for key, field in SCHEMA.items():
+    for name, key in KEYS.items():
         node = tree
-        *parents, leaf = key.split(".")
+        *parents, leaf = name.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = _copy(field.default)
-    # Optional keys default to None; ConfigDict needs their type declared to accept a
-    # later assignment of a value, so allow them to change type freely.
-    return ml_collections.ConfigDict(tree, type_safe=False)
+        node[leaf] = _default_value(key)
+    return ml_collections.ConfigDict(tree)
 
 
-def _copy(value: Any) -> Any:
-    return json.loads(json.dumps(value)) if isinstance(value, (list, dict)) else value
+#: Keys that moved, so that configs saved in older workdirs still load.
+RENAMED = {"label_smoothing": "classification.label_smoothing"}
 
 
 def flatten(config: ml_collections.ConfigDict | dict) -> dict[str, Any]:
-    """``{"optimizer": {"name": "sgd"}}`` -> ``{"optimizer.name": "sgd"}`` (dict values whose
-    schema kind is ``dict`` stay whole)."""
+    """``{"optimizer": {"name": "sgd"}}`` -> ``{"optimizer.name": "sgd"}`` (dict-valued keys
+    such as ``model.kwargs`` stay whole; keys in :data:`RENAMED` under their new name)."""
     raw = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
     out: dict[str, Any] = {}
 
     def walk(node: dict, prefix: str) -> None:
         for k, v in node.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, dict) and not (key in SCHEMA and SCHEMA[key].kind == "dict"):
-                walk(v, key + ".")
+            name = f"{prefix}{k}"
+            if isinstance(v, dict) and not (name in KEYS and KEYS[name].type is dict):
+                walk(v, name + ".")
             else:
-                out[key] = v
+                out[RENAMED.get(name, name)] = v
 
     walk(raw, "")
     return out
 
 
-def _unknown_key_error(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, SCHEMA.keys(), n=3, cutoff=0.6)
+def _unknown_key_error(name: str) -> ConfigError:
+    close = difflib.get_close_matches(name, KEYS.keys(), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    group = key.split(".")[0]
-    same_group = [k for k in SCHEMA if k.startswith(group + ".")]
-    allowed = same_group if same_group else sorted({k.split(".")[0] for k in SCHEMA})
-    return ConfigError(f"unknown config key {key!r}{hint} (allowed "
+    group = name.split(".")[0]
+    same_group = [k for k in KEYS if k.startswith(group + ".")]
+    allowed = same_group if same_group else sorted({k.split(".")[0] for k in KEYS})
+    return ConfigError(f"unknown config key {name!r}{hint} (allowed "
                        f"{'keys under ' + group if same_group else 'top-level keys'}: "
                        f"{', '.join(allowed)})")
 
 
-def coerce(key: str, value: Any) -> Any:
-    """Checks ``value`` against the schema of ``key`` and returns it in the declared type.
+_TYPE_WORDS = {int: "an integer", float: "a finite number", bool: "True or False",
+               str: "a string", list: "a list", dict: "a dict"}
 
-    Raises :class:`ConfigError` naming the key, the value and what is allowed.
-    """
-    if key not in SCHEMA:
-        raise _unknown_key_error(key)
-    f = SCHEMA[key]
+
+def _set(config: ml_collections.ConfigDict, name: str, value: Any) -> None:
+    """Sets dotted ``name`` on the locked ``config``, checking ``value`` against
+    :data:`KEYS`; ml_collections enforces the type. Raises :class:`ConfigError`."""
+    if name not in KEYS:
+        raise _unknown_key_error(name)
+    key = KEYS[name]
 
     def bad(expected: str) -> ConfigError:
-        return ConfigError(f"config key {key!r} = {value!r} is invalid: expected {expected} "
-                           f"({f.help})")
+        return ConfigError(f"config key {name!r} = {value!r} is invalid: expected {expected} "
+                           f"({key.help})")
 
+    t = key.type
     if value is None:
-        if f.optional:
-            return None
-        raise bad(f"a {f.kind}, not None")
-    kind = f.kind
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise bad("True or False")
-        out: Any = value
-    elif kind == "int":
-        if isinstance(value, bool) or not (
-                isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise bad("an integer")
-        out = int(value)
-    elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-                value):
-            raise bad("a finite number")
-        out = float(value)
-    elif kind == "str":
-        if not isinstance(value, str):
-            raise bad("a string")
-        out = value
-    elif kind in ("int_list", "float_list"):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise bad("a list of numbers")
-        elem = "int" if kind == "int_list" else "float"
-        try:
-            out = [_scalar(elem, v) for v in value]
-        except (TypeError, ValueError):
-            raise bad(f"a list of {elem}s") from None
-    elif kind == "str_list":
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise bad("a list of strings")
-        out = list(value)
-    elif kind == "dict":
-        if not isinstance(value, dict):
-            raise bad("a dict")
-        out = dict(value)
-    else:  # pragma: no cover - schema bug
-        raise AssertionError(kind)
-    if f.choices is not None and out not in f.choices:
-        raise bad("one of " + ", ".join(repr(c) for c in f.choices))
-    if f.check is not None and not f.check(out):
-        raise bad(f.expect)
-    return out
-
-
-def _scalar(kind: str, v: Any) -> int | float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(v)
-    if kind == "int":
-        if isinstance(v, float) and not v.is_integer():
-            raise ValueError(v)
-        return int(v)
-    return float(v)
-
-
-def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Checks every key and value of ``config`` and the rules that tie keys together.
-
-    Returns a new, complete ConfigDict (missing keys take their defaults, values are in
-    their declared types). Raises :class:`ConfigError` on the first problem found.
-    """
-    flat = flatten(config)
-    out = default_config()
-    for key, value in flat.items():
-        _set(out, key, coerce(key, value))
-    if out.num_train_steps is None and out.num_epochs is None:
-        raise ConfigError("set num_train_steps or num_epochs (both are None)")
-    if len(out.data.mean) != len(out.data.std):
-        raise ConfigError(f"data.mean has {len(out.data.mean)} values but data.std has "
-                          f"{len(out.data.std)}; give one per channel")
-    if out.schedule.name != "step" and out.schedule.boundaries:
-        raise ConfigError(f"schedule.boundaries is set but schedule.name is "
-                          f"{out.schedule.name!r}; boundaries need schedule.name='step'")
-    if out.data.source == "tfds" and not out.data.tfds_name:
-        raise ConfigError("data.source='tfds' needs data.tfds_name (e.g. 'imagenet2012')")
-    if out.data.source == "image_folder" and not out.data.root:
-        raise ConfigError("data.source='image_folder' needs data.root (a directory with "
-                          "<split>/<class>/ image folders)")
-    if out.data.grayscale and out.data.source != "image_folder":
-        raise ConfigError("data.grayscale applies to data.source='image_folder' only")
-    if out.data.load_size is not None and out.data.source == "mnist":
-        raise ConfigError("data.load_size is for image_folder and tfds sources; MNIST images "
-                          "are all 28x28 (set data.load_size=None)")
-    if (out.data.load_size is not None and out.data.image_size is not None
-            and out.data.load_size < out.data.image_size):
-        raise ConfigError(f"data.load_size={out.data.load_size} is smaller than "
-                          f"data.image_size={out.data.image_size}; the network input is "
-                          "cropped from the loaded image, so load_size must be >= image_size")
-    from jaxvision.models import list_models  # the registry fills on import
-
-    if out.model.name not in list_models():
-        raise ConfigError(f"config key 'model.name' = {out.model.name!r} is not a registered "
-                          f"model; available: {', '.join(list_models())}")
-    return out
-
-
-def _set(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
+        if not key.optional:
+            raise bad(f"{_TYPE_WORDS[t]}, not None")
+    else:
+        if t in (int, float) and isinstance(value, bool):
+            raise bad(_TYPE_WORDS[t])  # ml_collections would take True as 1
+        if t is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if t is float and isinstance(value, (int, float)) and not math.isfinite(value):
+            raise bad(_TYPE_WORDS[t])
+        if t is list:
+            if key.item is not None and not isinstance(value, (list, tuple)):
+                value = [value]  # data.mean=0.5 means [0.5]
+            value = _items(key, value, bad)
+        if t is dict and isinstance(value, dict):
+            value = ml_collections.ConfigDict(value)
+    *parents, leaf = name.split(".")
     node = config
     for p in parents:
         node = node[p]
-    node[leaf] = value
+    try:
+        node[leaf] = value
+    except TypeError:
+        raise bad(_TYPE_WORDS.get(t, t.__name__)) from None
+    if value is None:
+        return
+    if key.choices is not None and value not in key.choices:
+        raise bad("one of " + ", ".join(repr(c) for c in key.choices))
+    if key.check is not None and not key.check(value):
+        raise bad(key.expect)
+
+
+def _items(key: Key, value: Any, bad: Callable[[str], ConfigError]) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise bad("a list")
+    if key.item is None:
+        return list(value)
+    word = {int: "integers", float: "numbers", str: "strings"}[key.item]
+    out = []
+    for v in value:
+        if key.item is str:
+            ok = isinstance(v, str)
+        else:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (
+                key.item is float or float(v).is_integer())
+        if not ok:
+            raise bad(f"a list of {word}")
+        out.append(key.item(v))
+    return out
+
+
+def _check_rules(c: ml_collections.ConfigDict) -> None:
+    """The rules that tie keys together."""
+    if c.num_train_steps is None and c.num_epochs is None:
+        raise ConfigError("set num_train_steps or num_epochs (both are None)")
+    if len(c.data.mean) != len(c.data.std):
+        raise ConfigError(f"data.mean has {len(c.data.mean)} values but data.std has "
+                          f"{len(c.data.std)}; give one per channel")
+    if c.schedule.name != "step" and c.schedule.boundaries:
+        raise ConfigError(f"schedule.boundaries is set but schedule.name is "
+                          f"{c.schedule.name!r}; boundaries need schedule.name='step'")
+    if c.data.source == "tfds" and not c.data.tfds_name:
+        raise ConfigError("data.source='tfds' needs data.tfds_name (e.g. 'imagenet2012')")
+    if c.data.source in ("image_folder", "voc", "coco", "segmentation_folder") \
+            and not c.data.root:
+        raise ConfigError(f"data.source={c.data.source!r} needs data.root (the data set's "
+                          "folder)")
+    if c.data.grayscale and c.data.source != "image_folder":
+        raise ConfigError("data.grayscale applies to data.source='image_folder' only")
+    if c.data.load_size is not None and c.data.source == "mnist":
+        raise ConfigError("data.load_size is for image_folder and tfds sources; MNIST images "
+                          "are all 28x28 (set data.load_size=None)")
+    if (c.data.load_size is not None and c.data.image_size is not None
+            and c.data.load_size < c.data.image_size):
+        raise ConfigError(f"data.load_size={c.data.load_size} is smaller than "
+                          f"data.image_size={c.data.image_size}; the network input is "
+                          "cropped from the loaded image, so load_size must be >= image_size")
+    from jaxvision.models import list_models  # the registry fills on import
+
+    if c.model.name not in list_models():
+        raise ConfigError(f"config key 'model.name' = {c.model.name!r} is not a registered "
+                          f"model; available: {', '.join(list_models())}")
+
+
+def validate(config: ml_collections.ConfigDict | dict,
+             overrides: dict[str, Any] | Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """Checks ``config`` (and ``overrides`` applied on top) once and returns it complete and
+    locked: missing keys take their defaults, every value has its key's type.
+
+    Raises :class:`ConfigError` on the first problem, naming the key and what it allows.
+    """
+    if not isinstance(overrides, dict):
+        overrides = parse_overrides(overrides)
+    out = default_config()
+    out.lock()
+    for name, value in {**flatten(config), **overrides}.items():
+        _set(out, name, value)
+    _check_rules(out)
+    return out
+
+
+def ensure_valid(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``config`` itself if :func:`validate` made it (locked), else ``validate(config)``."""
+    return config if config.is_locked else validate(config)
 
 
 def parse_value(text: str) -> Any:
@@ -377,24 +426,19 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         if "=" not in text or text.startswith("-"):
             raise ConfigError(f"override {item!r} is not of the form key=value or "
                               f"--config.key=value (e.g. optimizer.learning_rate=0.05)")
-        key, value = text.split("=", 1)
-        key = key.strip()
-        if key not in SCHEMA:
-            raise _unknown_key_error(key)
-        out[key] = parse_value(value)
+        name, value = text.split("=", 1)
+        name = name.strip()
+        if name not in KEYS:
+            raise _unknown_key_error(name)
+        out[name] = parse_value(value)
     return out
 
 
 def apply_overrides(config: ml_collections.ConfigDict,
                     overrides: dict[str, Any] | Sequence[str]) -> ml_collections.ConfigDict:
-    """Returns a validated copy of ``config`` with ``overrides`` (a dict of dotted keys, or
+    """A validated, locked copy of ``config`` with ``overrides`` (a dict of dotted keys, or
     ``key=value`` strings) applied."""
-    if not isinstance(overrides, dict):
-        overrides = parse_overrides(overrides)
-    out = validate(config)
-    for key, value in overrides.items():
-        _set(out, key, coerce(key, value))
-    return validate(out)
+    return validate(config, overrides)
 
 
 def list_experiments() -> list[str]:
@@ -405,7 +449,7 @@ def list_experiments() -> list[str]:
 
 def load_config(name_or_path: str | None = None,
                 overrides: dict[str, Any] | Sequence[str] = ()) -> ml_collections.ConfigDict:
-    """Loads an experiment, applies overrides and validates.
+    """Loads an experiment, applies overrides and validates (once).
 
     Args:
       name_or_path: a shipped experiment name (``"resnet20_cifar10"``; see
@@ -429,7 +473,17 @@ def load_config(name_or_path: str | None = None,
                           f"{', '.join(list_experiments())}")
     if not hasattr(module, "get_config"):
         raise ConfigError(f"config {name_or_path!r} defines no get_config()")
-    return apply_overrides(module.get_config(), overrides)
+    try:
+        raw = module.get_config()
+    except TypeError as e:  # ml_collections refused a value of the wrong type
+        raise ConfigError(f"config {name_or_path!r}: {e}") from None
+    return validate(raw, overrides)
+
+
+def describe() -> list[tuple[str, Any, str]]:
+    """``(key, default, help)`` of every key, for ``jaxvision train --list-keys``."""
+    return [(name, key.default.get() if key.optional else key.default, key.help)
+            for name, key in KEYS.items()]
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
@@ -439,4 +493,4 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 def from_json(text: str) -> ml_collections.ConfigDict:
     """Reads a config written by :func:`to_json` and validates it."""
-    return validate(ml_collections.ConfigDict(json.loads(text)))
+    return validate(json.loads(text))

@@ -25,8 +25,40 @@ def make_source(config: ml_collections.ConfigDict, split: str) -> Any:
         return data.ImageFolderSource(root, image_size=d.load_size, on_error=d.on_error,
                                       grayscale=d.grayscale)
     if d.source == "tfds":
+        if d.tfds_name.split("/")[0] in _TFDS_DETECTION:
+            return data.tfds_detection_source(d.tfds_name, split, data_dir=d.root,
+                                              max_boxes=d.max_boxes)
         return data.tfds_source(d.tfds_name, split, data_dir=d.root, image_size=d.load_size)
+    if d.source in ("voc", "coco", "segmentation_folder"):
+        return _dense_source(config, split)
     raise ValueError(f"unknown data.source {d.source!r}")
+
+
+# TFDS names whose examples are dense (boxes), read by data.tfds_detection_source.
+_TFDS_DETECTION = ("voc", "coco")
+
+
+def _dense_source(config: ml_collections.ConfigDict, split: str) -> Any:
+    """The VOC / COCO / segmentation-folder source of ``split`` (data.root, data.classes,
+    data.max_boxes, data.ignore_index, data.on_error)."""
+    from pathlib import Path
+
+    d = config.data
+    if not d.root:
+        raise ValueError(f"data.source={d.source!r} needs data.root (the data set folder)")
+    root = Path(d.root)
+    classes = list(d.classes) if d.classes else None
+    if d.source == "voc":
+        # Every split takes its labels from the training split's names (unless given).
+        return data.VOCSource(root, split, classes=classes, classes_split=d.train_split,
+                              max_boxes=d.max_boxes, on_error=d.on_error)
+    if d.source == "coco":
+        # COCO's layout: <root>/annotations/instances_<split>.json and <root>/<split>/*.jpg.
+        return data.COCOSource(root / "annotations" / f"instances_{split}.json", root / split,
+                               max_boxes=d.max_boxes, classes=classes,
+                               masks=d.masks, on_error=d.on_error)
+    return data.SegmentationFolderSource(root, split, classes=classes,
+                                         ignore_index=d.ignore_index, on_error=d.on_error)
 
 
 def skipped_files(*sources: Any) -> list[str]:
@@ -40,20 +72,23 @@ def class_names(source: Any) -> list[str] | None:
     return [str(n) for n in names] if names is not None else None
 
 
-def train_loader(config: ml_collections.ConfigDict, source: Any,
-                 local_batch_size: int) -> data.DataLoader:
+def train_loader(config: ml_collections.ConfigDict, source: Any, local_batch_size: int,
+                 transform: data.loader.Transform | None = None) -> data.DataLoader:
     """Endless, shuffled, full batches; process ``p`` gets rows ``p*b..(p+1)*b`` of each
-    global batch; position saved in checkpoints."""
+    global batch; position saved in checkpoints. ``transform(example, rng)`` runs on the
+    host per example (e.g. a dense transform onto a fixed canvas), rng from (seed, epoch,
+    index)."""
     return data.DataLoader(source, local_batch_size, shuffle=True, seed=config.seed,
                            num_epochs=None, drop_remainder=True,
                            shard_index=jax.process_index(), shard_count=jax.process_count(),
-                           worker_count=config.data.worker_count)
+                           worker_count=config.data.worker_count, transform=transform)
 
 
-def eval_loader(config: ml_collections.ConfigDict, source: Any,
-                local_batch_size: int) -> data.DataLoader:
-    """One pass in order; the last batch padded (``_valid`` False) so no example is lost."""
+def eval_loader(config: ml_collections.ConfigDict, source: Any, local_batch_size: int,
+                transform: data.loader.Transform | None = None) -> data.DataLoader:
+    """One pass in order; the last batch padded (``_valid`` False) so no example is lost.
+    ``transform`` as in :func:`train_loader` (deterministic ones, for evaluation)."""
     return data.DataLoader(source, local_batch_size, shuffle=False, seed=0, num_epochs=1,
                            drop_remainder=False, pad_final=True,
                            shard_index=jax.process_index(), shard_count=jax.process_count(),
-                           worker_count=config.data.worker_count)
+                           worker_count=config.data.worker_count, transform=transform)

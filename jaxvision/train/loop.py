@@ -1,8 +1,10 @@
 """``train_and_evaluate(config, workdir)``: the training loop, as in Flax's examples/imagenet.
 
-A run writes into ``workdir``: ``config.json`` (the resolved config), ``classes.json``
-(class names, when the data knows them), ``metrics.jsonl`` and ``tensorboard/`` (metrics),
-and ``checkpoints/`` (orbax). Starting again with the same ``workdir`` resumes from the
+The loop is task-generic: ``config.task.name`` picks a :class:`~jaxvision.train.tasks.Task`
+(its batch fields, loss, predictions and evaluators); everything here serves every task.
+A run writes into ``workdir`` (layout: :mod:`jaxvision.train.workdir`): the resolved config,
+class names, the input shape, metrics (JSON lines, TensorBoard) and orbax checkpoints.
+Starting again with the same ``workdir`` resumes from the
 latest checkpoint, model, optimizer and data position included, and ends bit-for-bit where
 an uninterrupted run would.
 
@@ -14,23 +16,26 @@ the step; losses are checked before every save, so the last checkpoint is always
 from __future__ import annotations
 
 import functools
-import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from jaxvision.train import checkpoint, input_pipeline, sharding
-from jaxvision.train.config import to_json, validate
+from jaxvision.data import VALID
+from jaxvision.train import checkpoint, input_pipeline, pretrained, sharding
+from jaxvision.train import workdir as wd
+from jaxvision.train.config import ensure_valid
+from jaxvision.train.evaluators.base import Evaluator, run_evaluators
 from jaxvision.train.optim import make_optimizer
 from jaxvision.train.state import TrainState, build_model, create_train_state, input_shape
 from jaxvision.train.steps import jit_eval_step, jit_train_step
+from jaxvision.train.tasks import Task, get_task
 from jaxvision.train.writers import MetricWriter
 
 
@@ -43,19 +48,38 @@ def _image_shape(source: Any) -> tuple[int, int, int]:
     return tuple(shape) if shape is not None else tuple(np.shape(source[0]["image"]))
 
 
-def evaluate(eval_fn: Any, state: TrainState, loader: Any,
-             data_sharding: jax.sharding.NamedSharding) -> dict[str, float]:
-    """One pass over ``loader`` (padded final batch, masked): mean ``eval_loss``,
-    ``eval_top1``, ``eval_top5`` and ``eval_count``, the number of examples seen."""
-    totals: dict[str, jax.Array] | None = None
+def batch_fields(task: Task, config: ml_collections.ConfigDict,
+                 evaluators: list[Evaluator]) -> tuple[str, ...]:
+    """The fields a batch carries to the device: the task's and its evaluators'."""
+    names = [*task.fields(config), *(f for ev in evaluators for f in ev.fields)]
+    return tuple(dict.fromkeys(names))
+
+
+def check_fields(source: Any, fields: tuple[str, ...], task: str, what: str) -> None:
+    """Raises ValueError naming the fields ``task`` needs that ``source``'s examples lack."""
+    if len(source) == 0:
+        raise ValueError(f"the {what} source is empty")
+    have = set(source[0])
+    missing = [f for f in fields if f not in have]
+    if missing:
+        raise ValueError(f"task {task!r} needs the batch field(s) {missing}; the {what} "
+                         f"source gives {sorted(have)}")
+
+
+def global_batches(loader: Any, fields: tuple[str, ...],
+                   data_sharding: jax.sharding.NamedSharding) -> Iterator[dict[str, jax.Array]]:
+    """The loader's local batches, cut to ``fields`` and the padding flag, as global arrays."""
     for local in loader:
-        sums = eval_fn(state, sharding.global_batch(local, data_sharding))
-        totals = sums if totals is None else jax.tree_util.tree_map(jnp.add, totals, sums)
-    assert totals is not None, "empty evaluation loader"
-    t = {k: float(v) for k, v in jax.device_get(totals).items()}
-    n = t["count"]
-    return {"eval_loss": t["loss"] / n, "eval_top1": t["top1"] / n, "eval_top5": t["top5"] / n,
-            "eval_count": n}
+        yield sharding.global_batch({k: local[k] for k in (*fields, VALID)}, data_sharding)
+
+
+def evaluate(eval_fn: Any, state: TrainState, loader: Any,
+             data_sharding: jax.sharding.NamedSharding, evaluators: list[Evaluator],
+             fields: tuple[str, ...]) -> dict[str, float]:
+    """One pass over ``loader`` (padded final batch, masked): the evaluators' metrics
+    (classification: ``eval_loss``, ``eval_top1``, ``eval_top5``, ``eval_count``)."""
+    return run_evaluators(eval_fn, state, global_batches(loader, fields, data_sharding),
+                          evaluators)
 
 
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -83,15 +107,22 @@ def _check_finite(pending: list[tuple[int, dict]], manager: Any) -> list[dict[st
     return out
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
+                       train_source: Any = None, eval_source: Any = None) -> dict[str, Any]:
     """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint) and evaluates.
 
-    Returns ``{"step", "eval_loss", "eval_top1", "eval_top5", "eval_count",
-    "train_seconds", "preempted", "skipped_files"}`` (``skipped_files``: paths of the
-    undecodable images skipped with ``data.on_error='skip'``); the final test accuracy is
-    also printed.
+    ``train_source``/``eval_source``: random-access sources to use instead of the ones
+    ``config.data`` describes (in-memory data, e.g. ``ArraySource(images, labels,
+    boxes=...)``). Returns ``{"step", "train_seconds", "preempted", "skipped_files"}`` plus
+    the task's final evaluation metrics (classification: ``eval_loss``, ``eval_top1``,
+    ``eval_top5``, ``eval_count``); ``skipped_files``: paths of the undecodable images
+    skipped with ``data.on_error='skip'``. The final metrics are also printed.
     """
-    config = validate(config)
+    config = ensure_valid(config)
+    task = get_task(config)
+    task.check_config(config)
+    evaluators = task.evaluators(config)
+    fields = batch_fields(task, config, evaluators)
     workdir = Path(workdir).absolute()
     is_main = jax.process_index() == 0
     mesh = sharding.make_mesh()
@@ -99,8 +130,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     local_batch = sharding.check_batch_size(config.batch_size, mesh)
     local_eval_batch = sharding.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
 
-    train_source = input_pipeline.make_source(config, config.data.train_split)
-    eval_source = input_pipeline.make_source(config, config.data.eval_split)
+    data_name = config.data.source if train_source is None else type(train_source).__name__
+    if train_source is None:
+        train_source = input_pipeline.make_source(config, config.data.train_split)
+    if eval_source is None:
+        eval_source = input_pipeline.make_source(config, config.data.eval_split)
+    check_fields(train_source, fields, task.name, "training")
+    check_fields(eval_source, fields, task.name, "evaluation")
     train_loader = input_pipeline.train_loader(config, train_source, local_batch)
     eval_loader = input_pipeline.eval_loader(config, eval_source, local_eval_batch)
     steps_per_epoch = len(train_loader)
@@ -114,29 +150,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     state = init(jax.random.PRNGKey(config.seed))
 
     if is_main:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(to_json(config))
+        wd.write_config(workdir, config)
+        wd.write_input_shape(workdir, shape)
         names = input_pipeline.class_names(train_source)
         if names is not None:
-            (workdir / "classes.json").write_text(json.dumps(names))
+            wd.write_classes(workdir, names)
     manager = checkpoint.make_manager(workdir, config)
     restored = checkpoint.restore(manager, state, rep)
+    init_note = ""
     if restored is not None:
         state, loader_state = restored
         train_loader.set_state(loader_state)
+    elif config.model.init_from:
+        state, init_note = _init_from(config, state, tx, rep)
     start = int(jax.device_get(state.step))
 
-    train_fn = jit_train_step(mesh, model, tx, schedule, config, shape[:2])
-    eval_fn = jit_eval_step(mesh, model, config, shape[:2])
+    train_fn = jit_train_step(mesh, task, model, tx, schedule, config, shape[:2])
+    eval_fn = jit_eval_step(mesh, task, evaluators, model, config, shape[:2])
     eval_every = config.eval_every_steps or steps_per_epoch
     save_every = config.checkpoint.every_steps or eval_every
     writer = MetricWriter(workdir, config.tensorboard)
     if is_main:
-        print(f"jaxvision train: {config.model.name} on {config.data.source} "
+        print(f"jaxvision train: {task.name}, {config.model.name} on {data_name} "
               f"({len(train_source)} train / {len(eval_source)} eval examples), "
               f"{total_steps} steps of batch {config.batch_size} on {mesh.devices.size} "
               f"device(s), {jax.process_count()} process(es); workdir {workdir}"
               + (f"; resumed at step {start}" if start else ""), flush=True)
+        if init_note:
+            print(init_note, flush=True)
 
     pending: list[tuple[int, dict]] = []
     eval_metrics: dict[str, float] | None = None
@@ -146,10 +187,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                dynamic_ncols=True, desc="train")
     try:
         with checkpoint.PreemptionFlag() as flag:
-            batches = iter(train_loader)
+            batches = global_batches(train_loader, fields, data_sharding)
             for done in range(start + 1, total_steps + 1):
-                local = next(batches)
-                state, metrics = train_fn(state, sharding.global_batch(local, data_sharding))
+                state, metrics = train_fn(state, next(batches))
                 pending.append((done, metrics))
                 bar.update(1)
                 last = done == total_steps
@@ -164,12 +204,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                     summary = {k: float(np.mean([m[k] for m in checked])) for k in checked[0]}
                     writer.write(done, "train", {**summary, "steps_per_sec": rate})
                     bar.set_postfix(loss=f"{summary['loss']:.4f}", lr=f"{summary['lr']:.3g}")
-                eval_metrics = evaluate(eval_fn, state, eval_loader, data_sharding) \
-                    if is_eval else None
+                eval_metrics = evaluate(eval_fn, state, eval_loader, data_sharding, evaluators,
+                                        fields) if is_eval else None
                 if eval_metrics is not None:
                     writer.write(done, "eval", eval_metrics)
-                    bar.write(f"step {done}: eval loss {eval_metrics['eval_loss']:.4f}, "
-                              f"top-1 {eval_metrics['eval_top1']:.4f}") if is_main else None
+                    bar.write(f"step {done}: {task.progress(eval_metrics)}") if is_main \
+                        else None
                 if is_save or stop:
                     checkpoint.save(manager, state, train_loader.get_state(), eval_metrics)
                 if stop:
@@ -194,15 +234,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
               flush=True)
     if not preempted:
         final = eval_metrics if eval_metrics is not None and step == total_steps else \
-            evaluate(eval_fn, state, eval_loader, data_sharding)
+            evaluate(eval_fn, state, eval_loader, data_sharding, evaluators, fields)
         result.update(final)
         writer = MetricWriter(workdir, tensorboard=False)
         writer.write(step, "final", {**final, "train_seconds": result["train_seconds"]})
         if is_main:
-            print(f"final: step {step}, {config.data.eval_split} accuracy "
-                  f"{final['eval_top1']:.4f} (error {100 * (1 - final['eval_top1']):.2f}%), "
-                  f"top-5 {final['eval_top5']:.4f}, loss {final['eval_loss']:.4f} on "
-                  f"{int(final['eval_count'])} examples", flush=True)
+            print(f"final: step {step}, {task.describe(final, config.data.eval_split)}",
+                  flush=True)
     return result
 
 
@@ -219,28 +257,53 @@ def abstract_state(config: ml_collections.ConfigDict,
 
 
 def load_workdir_config(workdir: str | Path) -> ml_collections.ConfigDict:
-    """The config a run saved in ``workdir/config.json``."""
-    from jaxvision.train.config import from_json
+    """The config a run saved in ``workdir`` (:func:`jaxvision.train.workdir.read_config`)."""
+    return wd.read_config(workdir)
 
-    path = Path(workdir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {workdir} is not a jaxvision training "
-                                "workdir (give --config, or train first)")
-    return from_json(path.read_text())
+
+def _init_from(config: ml_collections.ConfigDict, state: TrainState,
+               tx: Any, rep: jax.sharding.NamedSharding) -> tuple[TrainState, str]:
+    """``state`` with its variables from ``config.model.init_from`` and a fresh optimizer
+    state; and the log line that says what was loaded."""
+    fresh = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+    variables, report = pretrained.init_from(config, fresh)
+    params = variables["params"]
+    state = state.replace(params=params, batch_stats=variables.get("batch_stats", {}),
+                          opt_state=tx.init(params))
+    return jax.device_put(state, rep), pretrained.summary(config.model.init_from, report)
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | Path,
-                        step: int | None = None) -> dict[str, float]:
+                        step: int | None = None, *, eval_source: Any = None
+                        ) -> dict[str, float]:
     """Restores ``workdir``'s checkpoint (latest, or ``step``) and evaluates it on
-    ``config.data.eval_split``; returns :func:`evaluate`'s metrics plus ``step``."""
-    config = validate(config)
+    ``config.data.eval_split`` (or ``eval_source``); returns the task's metrics plus
+    ``step``."""
+    config = ensure_valid(config)
+    task = get_task(config)
+    task.check_config(config)
+    evaluators = task.evaluators(config)
+    fields = batch_fields(task, config, evaluators)
     mesh = sharding.make_mesh()
     rep, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
     local_eval_batch = sharding.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
-    source = input_pipeline.make_source(config, config.data.eval_split)
+    source = eval_source if eval_source is not None else \
+        input_pipeline.make_source(config, config.data.eval_split)
+    check_fields(source, fields, task.name, "evaluation")
     model, shapes, shape = abstract_state(config, _image_shape(source))
     state, restored_step = checkpoint.restore_params(workdir, shapes, rep, step)
     loader = input_pipeline.eval_loader(config, source, local_eval_batch)
-    metrics = evaluate(jit_eval_step(mesh, model, config, shape[:2]), state, loader,
-                       data_sharding)
+    metrics = evaluate(jit_eval_step(mesh, task, evaluators, model, config, shape[:2]), state,
+                       loader, data_sharding, evaluators, fields)
     return {"step": restored_step, **metrics}
+
+
+def describe(config: ml_collections.ConfigDict, metrics: dict[str, float]) -> str:
+    """The task's one-line account of evaluation ``metrics`` (what ``jaxvision eval``
+    prints)."""
+    return get_task(config).describe(metrics, config.data.eval_split)
+
+
+__all__ = ["NonFiniteLossError", "Task", "abstract_state", "describe", "evaluate",
+           "evaluate_checkpoint", "load_workdir_config", "num_train_steps",
+           "train_and_evaluate"]

@@ -5,11 +5,16 @@ momentum buffer), momentum ``buf = m * buf + g``, Nesterov ``g + m * buf``, and 
 multiplies the buffer at use, so a schedule change takes effect at once. AdamW's decay is
 decoupled (Loshchilov & Hutter, 2019). By default biases and normalization parameters are
 not decayed (every parameter with ``ndim <= 1``).
+
+``optimizer.frozen`` keeps parameters fixed (the freeze-then-fine-tune recipe):
+``optax.multi_transform`` routes the matching ones to ``optax.set_to_zero`` and the rest to
+the optimizer above (so gradient clipping and weight decay see only the trained ones).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -65,6 +70,51 @@ def decay_mask(params: Any, decay_norm_and_bias: bool = False) -> Any:
     return jax.tree_util.tree_map(lambda p: decay_norm_and_bias or p.ndim > 1, params)
 
 
+def param_path(path: tuple[Any, ...]) -> str:
+    """A pytree key path as a '/'-joined string: ``backbone/features.0/kernel``."""
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                    for k in path)
+
+
+def frozen_mask(params: Any, patterns: Sequence[str]) -> Any:
+    """A pytree of bools like ``params``: True where a parameter is kept fixed.
+
+    A pattern (a regular expression) freezes a parameter when it matches the parameter's
+    '/'-joined path, or the path of a module holding it, in full: ``backbone`` freezes
+    everything under ``backbone/``, ``classifier\\..*`` every ``classifier.N`` layer,
+    ``.*/bias`` every bias. A pattern that matches nothing is an error (a typo would
+    otherwise train what was meant to stay fixed).
+    """
+    compiled = []
+    for pat in patterns:
+        try:
+            compiled.append(re.compile(pat))
+        except re.error as e:
+            raise ValueError(f"optimizer.frozen: {pat!r} is not a regular expression ({e})"
+                             ) from None
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    paths = [param_path(k) for k, _ in leaves]
+    used = [False] * len(compiled)
+
+    def frozen(path: str) -> bool:
+        parts = path.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        hit = False
+        for j, rx in enumerate(compiled):
+            if any(rx.fullmatch(p) for p in prefixes):
+                used[j] = hit = True
+        return hit
+
+    flags = [frozen(p) for p in paths]
+    unused = [patterns[j] for j, u in enumerate(used) if not u]
+    if unused:
+        shown = ", ".join(paths[:8]) + (" ..." if len(paths) > 8 else "")
+        raise ValueError(f"optimizer.frozen: {unused} match no parameter (patterns match "
+                         f"whole '/'-joined paths or module paths; the parameters are: "
+                         f"{shown})")
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), flags)
+
+
 def make_optimizer(config: ml_collections.ConfigDict,
                    num_train_steps: int) -> tuple[optax.GradientTransformation, Schedule]:
     """Returns ``(tx, schedule)`` for ``config.optimizer`` and ``config.schedule``."""
@@ -83,4 +133,13 @@ def make_optimizer(config: ml_collections.ConfigDict,
                                  weight_decay=opt.weight_decay, mask=mask))
     else:  # validated by the schema
         raise ValueError(f"unknown optimizer.name {opt.name!r}")
-    return optax.chain(*parts), schedule
+    tx = optax.chain(*parts)
+    if opt.frozen:
+        patterns = list(opt.frozen)
+
+        def labels(params: Any) -> Any:
+            return jax.tree_util.tree_map(lambda f: "frozen" if f else "train",
+                                          frozen_mask(params, patterns))
+
+        tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+    return tx, schedule

@@ -11,10 +11,6 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxvision.models import get_model
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
 
 class TrainState(flax.struct.PyTreeNode):
     """Everything that changes during training, as one pytree (what a checkpoint holds).
@@ -36,10 +32,11 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def build_model(config: ml_collections.ConfigDict) -> nn.Module:
-    """The model of ``config.model``: compute in ``model.dtype``, parameters in float32."""
-    return get_model(config.model.name, num_classes=config.model.num_classes,
-                     dtype=DTYPES[config.model.dtype], param_dtype=jnp.float32,
-                     **dict(config.model.kwargs))
+    """The model of ``config``'s task (:mod:`jaxvision.train.tasks`) for ``config.model``:
+    compute in ``model.dtype``, parameters in float32."""
+    from jaxvision.train.tasks import get_task
+
+    return get_task(config).build_model(config)
 
 
 def input_shape(config: ml_collections.ConfigDict, model: nn.Module,

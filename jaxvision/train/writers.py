@@ -15,13 +15,15 @@ from typing import Any
 
 import jax
 
+from jaxvision.train import workdir as wd
+
 
 class MetricWriter:
     """Writes scalars to ``metrics.jsonl`` and, if requested and installed, TensorBoard."""
 
     def __init__(self, workdir: str | Path, tensorboard: bool = True) -> None:
         self.enabled = jax.process_index() == 0
-        self.path = Path(workdir) / "metrics.jsonl"
+        self.path = wd.metrics_path(workdir)
         self._tb: Any = None
         if not self.enabled:
             return
@@ -34,7 +36,7 @@ class MetricWriter:
                               "written (pip install tensorboardX, or set tensorboard=False)",
                               stacklevel=2)
             else:
-                self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+                self._tb = SummaryWriter(str(wd.tensorboard_dir(workdir)))
 
     def write(self, step: int, kind: str, scalars: dict[str, float]) -> None:
         """Appends ``scalars`` at ``step`` (``kind`` prefixes the TensorBoard tags)."""
@@ -56,7 +58,7 @@ class MetricWriter:
 
 def read_metrics(workdir: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
     """The records of ``<workdir>/metrics.jsonl`` (optionally only those of ``kind``)."""
-    path = Path(workdir) / "metrics.jsonl"
+    path = wd.metrics_path(workdir)
     if not path.exists():
         return []
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -3,6 +3,7 @@ and the preprocessing that goes with the pretrained weights."""
 
 from jaxvision.weights.convert import (
     CheckpointMismatchError,
+    check_fit,
     convert_state_dict,
     convert_torchvision,
     torch_to_flax,
@@ -24,6 +25,7 @@ from jaxvision.weights.transforms import (
     imagenet_classes,
     imagenet_wnids,
     load_image,
+    open_image,
     preprocess,
     sample_image,
 )
@@ -31,7 +33,7 @@ from jaxvision.weights.transforms import (
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "WEIGHTS", "CheckpointError", "CheckpointMismatchError",
     "DownloadError", "ImageClassificationPreset", "UnsafeCheckpointError", "WeightsInfo",
-    "cache_dir", "convert_state_dict", "convert_torchvision", "download", "imagenet_classes",
-    "imagenet_wnids", "load", "load_image", "preprocess", "read", "sample_image",
-    "torch_to_flax", "weights_info", "write",
+    "cache_dir", "check_fit", "convert_state_dict", "convert_torchvision", "download",
+    "imagenet_classes", "imagenet_wnids", "load", "load_image", "open_image", "preprocess",
+    "read", "sample_image", "torch_to_flax", "weights_info", "write",
 ]

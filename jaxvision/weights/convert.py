@@ -21,7 +21,7 @@ a model lists those layers in its ``torch_flatten_shapes`` class attribute
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -41,7 +41,40 @@ _IGNORED_SUFFIXES = ("num_batches_tracked",)
 
 
 class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the model: lists missing, unexpected and mis-shaped keys."""
+    """A checkpoint does not fit the model: lists missing, unexpected and mis-shaped keys.
+
+    Attributes:
+      missing: the model's variables the checkpoint lacks (empty for a plain message).
+      unexpected: the checkpoint's entries the model has no variable for.
+      wrong_shape: entries present on both sides with different shapes.
+    """
+
+    def __init__(self, message: str, missing: Sequence[str] = (),
+                 unexpected: Sequence[str] = (), wrong_shape: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.wrong_shape = list(wrong_shape)
+
+
+def check_fit(subject: str, missing: Sequence[str], unexpected: Sequence[str],
+              wrong_shape: Sequence[str]) -> None:
+    """Raises one :class:`CheckpointMismatchError` listing every key that does not fit.
+
+    The one report of a mismatch, for torch ``state_dict`` s and converted Flax files alike:
+    a user fixing a checkpoint wants every bad key at once, not the first.
+
+    Args:
+      subject: what does not fit, e.g. ``"checkpoint does not fit the model"``.
+      missing, unexpected, wrong_shape: descriptions of the offending keys.
+    """
+    if not (missing or unexpected or wrong_shape):
+        return
+    parts = [f"{label} ({len(keys)}): " + "; ".join(keys) for label, keys in (
+        ("missing from the checkpoint", missing), ("not in the model", unexpected),
+        ("wrong shape", wrong_shape)) if keys]
+    raise CheckpointMismatchError(f"{subject}: " + " | ".join(parts), missing, unexpected,
+                                  wrong_shape)
 
 
 def to_numpy(value: Any) -> np.ndarray:
@@ -126,15 +159,7 @@ def torch_to_flax(
             continue
         out[path] = value.astype(np.dtype(leaf.dtype))
     unexpected = sorted(set(sd) - used) if strict else []
-    if missing or unexpected or wrong_shape:
-        parts = []
-        if missing:
-            parts.append(f"missing from the checkpoint ({len(missing)}): " + "; ".join(missing))
-        if unexpected:
-            parts.append(f"not in the model ({len(unexpected)}): " + "; ".join(unexpected))
-        if wrong_shape:
-            parts.append(f"wrong shape ({len(wrong_shape)}): " + "; ".join(wrong_shape))
-        raise CheckpointMismatchError("checkpoint does not fit the model: " + " | ".join(parts))
+    check_fit("checkpoint does not fit the model", missing, unexpected, wrong_shape)
     return traverse_util.unflatten_dict(out)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from flax import traverse_util
 
-from jaxvision.weights.convert import CheckpointMismatchError, convert_torchvision
+from jaxvision.weights.convert import CheckpointMismatchError, check_fit, convert_torchvision
 from jaxvision.weights.io import read
 from jaxvision.weights.transforms import ImageClassificationPreset, imagenet_classes
 
@@ -143,8 +143,11 @@ def cache_dir() -> Path:
     return Path(root) / "checkpoints"
 
 
-class DownloadError(RuntimeError):
-    """A checkpoint could not be fetched (offline, HTTP error) or failed its hash check."""
+class DownloadError(OSError):
+    """A checkpoint could not be fetched (offline, HTTP error) or failed its hash check.
+
+    An ``OSError``, as the network errors it reports are (``jaxvision.cli`` shows OSErrors
+    to the user as input errors, without a traceback)."""
 
 
 def download(url: str, directory: str | os.PathLike | None = None, *, progress: bool = True,
@@ -245,15 +248,7 @@ def _check_flax_variables(model: str, flat: Mapping[str, np.ndarray],
     wrong = [f"{k}: file {tuple(flat[k].shape)}, model {tuple(template[k].shape)}"
              for k in sorted(set(flat) & set(template))
              if tuple(flat[k].shape) != tuple(template[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing from the file ({len(missing)}): " + "; ".join(missing))
-        if unexpected:
-            parts.append(f"not in the model ({len(unexpected)}): " + "; ".join(unexpected))
-        if wrong:
-            parts.append(f"wrong shape ({len(wrong)}): " + "; ".join(wrong))
-        raise CheckpointMismatchError(f"variables do not fit {model}: " + " | ".join(parts))
+    check_fit(f"variables do not fit {model}", missing, unexpected, wrong)
     return traverse_util.unflatten_dict(
         {tuple(k.split("/")): np.asarray(v, template[k].dtype) for k, v in flat.items()})
 
@@ -283,7 +278,8 @@ def load(
       ``get_model(name, **config).apply(variables, images, train=False)``.
 
     Raises:
-      CheckpointMismatchError: the checkpoint does not fit the model (lists the keys).
+      CheckpointMismatchError: the checkpoint does not fit the model (names the file and
+        lists the keys).
       DownloadError: offline, HTTP failure or hash mismatch.
       CheckpointError: the file is not a checkpoint, or is unsafe.
     """
@@ -297,6 +293,15 @@ def load(
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint file {path} does not exist")
     flat = read(path)
+    try:
+        return _variables(name, flat, config)
+    except CheckpointMismatchError as e:  # name the file: the keys alone do not say which
+        raise CheckpointMismatchError(f"{path}: {e}", e.missing, e.unexpected,
+                                      e.wrong_shape) from None
+
+
+def _variables(name: str, flat: dict[str, np.ndarray], config: dict[str, Any]
+               ) -> dict[str, Any]:
     if _flax_layout(flat):
         if "num_classes" not in config:
             from jaxvision.weights.convert import infer_num_classes

@@ -438,6 +438,16 @@ def read(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return _read(path)
+    except CheckpointError as e:
+        if str(path) in str(e):
+            raise
+        # Errors from inside the unpickler do not know the file; the user needs to.
+        raise type(e)(f"{path}: {e}") from None
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
     if path.suffix == ".msgpack":
         return read_msgpack(path)
     if path.suffix == ".safetensors" or _looks_like_safetensors(path):

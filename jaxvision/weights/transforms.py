@@ -21,17 +21,65 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from jaxvision.checks import pair
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Opens an image file as 8-bit RGB (grayscale, palette and alpha images converted)."""
+def open_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
+    """Opens an image file as 8-bit ``mode`` ("RGB", or "L" for grey): grayscale, palette
+    and alpha images are converted. Raises ``ValueError`` naming the file if it is not an
+    image, ``FileNotFoundError`` if it does not exist."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return img.convert(mode)
     except (OSError, Image.UnidentifiedImageError) as e:
         raise ValueError(f"cannot read {path} as an image ({e})") from None
+
+
+def load_image(
+    path: str | os.PathLike,
+    size: int | tuple[int, int] | None = None,
+    *,
+    resize_size: int | None = None,
+    mode: str = "RGB",
+) -> np.ndarray:
+    """Reads an image file as ``[H, W, C] uint8`` pixels, resized by one of two rules.
+
+    Args:
+      path: an image file (JPEG, PNG, ...).
+      size: the output ``(H, W)`` (an int for a square); None keeps the stored size.
+      resize_size: None stretches the whole image to ``size`` (bilinear, aspect not kept):
+        the rule of the small-image nets (MNIST, CIFAR), whose object fills the frame. An
+        int applies torchvision's ImageNet rule instead, exactly as
+        :class:`ImageClassificationPreset` does: the shorter side resized to
+        ``resize_size`` (aspect kept), then the center ``size`` crop (zero-padded if the
+        image is smaller).
+      mode: "RGB" (C = 3) or "L" (grey, C = 1).
+
+    Returns:
+      ``[H, W, 3] uint8`` (RGB) or ``[H, W, 1] uint8`` (grey).
+    """
+    if mode not in ("RGB", "L"):
+        raise ValueError(f"load_image: mode must be 'RGB' or 'L', got {mode!r}")
+    img = open_image(path, mode)
+    if size is not None:
+        img = resize_and_crop(img, size, resize_size)
+    arr = np.asarray(img, np.uint8)
+    return arr[..., None] if mode == "L" else arr
+
+
+def resize_and_crop(img: Image.Image, size: int | tuple[int, int],
+                    resize_size: int | None = None) -> Image.Image:
+    """``img`` resized to ``size`` (H, W) by :func:`load_image`'s rules: stretched when
+    ``resize_size`` is None, else shorter side to ``resize_size`` then center-cropped."""
+    h, w = pair(size, "size")
+    if resize_size is None:
+        return img if img.size == (w, h) else img.resize((w, h), Image.BILINEAR)
+    return center_crop(resize_shorter_side(img, resize_size), (h, w))
 
 
 def resize_shorter_side(img: Image.Image, size: int) -> Image.Image:
@@ -46,17 +94,19 @@ def resize_shorter_side(img: Image.Image, size: int) -> Image.Image:
     return img.resize((new_w, new_h), Image.BILINEAR)
 
 
-def center_crop(img: Image.Image, size: int) -> Image.Image:
-    """The ``size`` x ``size`` center crop, zero-padded first when the image is smaller."""
+def center_crop(img: Image.Image, size: int | tuple[int, int]) -> Image.Image:
+    """The center crop of ``size`` (an int for a square, or (H, W)), zero-padded first when
+    the image is smaller, as torchvision's ``CenterCrop``."""
+    ch, cw = pair(size, "size")
     w, h = img.size
-    if w < size or h < size:  # torchvision pads with zeros, then crops
-        padded = Image.new(img.mode, (max(w, size), max(h, size)))
-        left, top = (max(size - w, 0)) // 2, (max(size - h, 0)) // 2
+    if w < cw or h < ch:  # torchvision pads with zeros, then crops
+        padded = Image.new(img.mode, (max(w, cw), max(h, ch)))
+        left, top = (max(cw - w, 0)) // 2, (max(ch - h, 0)) // 2
         padded.paste(img, (left, top))
         img, (w, h) = padded, padded.size
     # Python's round (half to even), like torchvision's int(round((h - crop) / 2.0)).
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
-    return img.crop((left, top, left + size, top + size))
+    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    return img.crop((left, top, left + cw, top + ch))
 
 
 @dataclass(frozen=True)
@@ -99,7 +149,7 @@ def preprocess(
       mean, std: per-channel normalization of the [0, 1] pixels.
     """
     if isinstance(image, (str, os.PathLike)):
-        image = load_image(image)
+        image = open_image(image)
     elif isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
             raise ValueError(f"preprocess expects an [H, W, 3] uint8 RGB array, got shape "
@@ -111,7 +161,7 @@ def preprocess(
     else:
         raise TypeError(f"preprocess expects a PIL image, a uint8 array or a path, got "
                         f"{type(image).__name__}")
-    img = center_crop(resize_shorter_side(image, resize_size), crop_size)
+    img = resize_and_crop(image, crop_size, resize_size)
     x = np.asarray(img, dtype=np.float32) / np.float32(255.0)
     return (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 

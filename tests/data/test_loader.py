@@ -185,3 +185,115 @@ def test_bad_arguments():
         DataLoader(_indexed_source(5), 1, shard_index=2, shard_count=2)
     with pytest.raises(ValueError, match="pad_final=True"):
         DataLoader(_indexed_source(5), 1, drop_remainder=False, shard_index=0, shard_count=2)
+
+
+def _dense_source(n: int) -> ArraySource:
+    """Index-traced images with extra per-example fields (boxes, a mask, an id)."""
+    base = _indexed_source(n)
+    boxes = np.arange(n * 3 * 4, dtype=np.float32).reshape(n, 3, 4)
+    mask = (np.arange(n)[:, None, None] + np.zeros((1, 2, 2), int)).astype(np.uint8)
+    return ArraySource(base.images, boxes=boxes, mask=mask, image_id=np.arange(n) + 1000)
+
+
+def test_every_field_is_stacked():
+    src = _dense_source(20)
+    ex = src[3]
+    assert sorted(ex) == ["boxes", "image", "image_id", "mask"]  # no label without labels
+    assert ex["boxes"].shape == (3, 4) and int(ex["image_id"]) == 1003
+    with pytest.raises(ValueError, match="read-only"):  # a transform cannot edit the source
+        ex["boxes"][0, 0] = 1
+    for workers in (0, 1):
+        b = next(iter(DataLoader(src, 4, seed=1, shard_index=0, shard_count=1,
+                                 worker_count=workers)))
+        assert sorted(b) == [VALID, "boxes", "image", "image_id", "mask"]
+        ids = _ids(b)
+        np.testing.assert_array_equal(b["boxes"], src.fields["boxes"][ids])
+        assert b["boxes"].dtype == np.float32 and b["mask"].shape == (4, 2, 2)
+        np.testing.assert_array_equal(b["image_id"], ids + 1000)
+    with pytest.raises(ValueError, match="field 'boxes' must have leading dimension N=20"):
+        ArraySource(src.images, boxes=np.zeros((19, 4)))
+    with pytest.raises(ValueError, match="reserved"):
+        ArraySource(src.images, _valid=np.zeros(20))
+
+
+class _ListSource:
+    """A plain list of example dicts (no get_batch): the per-example stacking path."""
+
+    def __init__(self, examples):
+        self.examples = examples
+
+    def __len__(self):
+        return len(self.examples)
+
+    def __getitem__(self, i):
+        return self.examples[i]
+
+
+def test_stacking_errors_name_the_field():
+    img = np.zeros((2, 2, 3), np.uint8)
+    ragged = _ListSource([{"image": img, "boxes": np.zeros((k + 1, 4))} for k in range(2)])
+    with pytest.raises(ValueError, match=r"field 'boxes' has different shapes.*\(1, 4\).*\(2, 4\)"):
+        next(iter(DataLoader(ragged, 2, shuffle=False, shard_index=0, shard_count=1)))
+    fields = _ListSource([{"image": img, "boxes": np.zeros(4)}, {"image": img}])
+    with pytest.raises(ValueError, match="different fields"):
+        next(iter(DataLoader(fields, 2, shuffle=False, shard_index=0, shard_count=1)))
+    reserved = _ListSource([{"image": img, "_valid": True}] * 2)
+    with pytest.raises(ValueError, match="'_valid' starts with '_'"):
+        next(iter(DataLoader(reserved, 2, shuffle=False, shard_index=0, shard_count=1)))
+
+
+def _noise_transform(example, rng):
+    """Adds two random draws as new fields (the image, which carries the index, is kept)."""
+    out = dict(example)
+    out["draw"] = rng.integers(0, 2**31, dtype=np.int64)
+    out["shift"] = np.float32(rng.uniform())
+    return out
+
+
+def test_transform_is_a_pure_function_of_seed_epoch_index():
+    n = 30
+    make = lambda w=0, seed=2: DataLoader(_indexed_source(n), 6, seed=seed, num_epochs=2,  # noqa: E731
+                                          shard_index=0, shard_count=1, worker_count=w,
+                                          transform=_noise_transform)
+    batches = list(make())
+    assert sorted(batches[0]) == [VALID, "draw", "image", "label", "shift"]
+    assert batches[0]["label"].dtype == np.int32
+    from jaxvision.data import example_rng
+
+    for e, b in [(0, batches[0]), (1, batches[5])]:  # 5 steps per epoch
+        for i, d in zip(_ids(b), b["draw"], strict=True):
+            assert d == example_rng(2, e, int(i)).integers(0, 2**31, dtype=np.int64)
+    # Different epochs draw differently for the same example; another seed too.
+    by_epoch = [{int(i): int(d) for b in batches[5 * e:5 * e + 5]
+                 for i, d in zip(_ids(b), b["draw"], strict=True)} for e in (0, 1)]
+    assert sorted(by_epoch[0]) == list(range(n)) == sorted(by_epoch[1])
+    assert all(by_epoch[0][i] != by_epoch[1][i] for i in range(n))
+    other = list(make(seed=3))
+    assert not np.array_equal(other[0]["draw"], batches[0]["draw"])
+    # Worker processes give exactly the same batches.
+    for a, b in zip(list(make(w=2)), batches, strict=True):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_transform_resume_is_exact(k):
+    def make():
+        return DataLoader(_indexed_source(30), 6, seed=4, shard_index=0, shard_count=1,
+                          transform=_noise_transform)
+
+    ref = _take(iter(make()), k + 4)
+    interrupted = make()
+    _take(iter(interrupted), k)
+    resumed = make()
+    resumed.set_state(json.loads(json.dumps(interrupted.get_state())))
+    for a, b in zip(_take(iter(resumed), 4), ref[k:], strict=True):
+        np.testing.assert_array_equal(a["draw"], b["draw"])
+        np.testing.assert_array_equal(_ids(a), _ids(b))
+
+
+def test_transform_must_return_a_dict():
+    loader = DataLoader(_indexed_source(4), 2, shard_index=0, shard_count=1,
+                        transform=lambda ex, rng: ex["image"])
+    with pytest.raises(TypeError, match="transform must return a dict"):
+        next(iter(loader))

@@ -1,4 +1,5 @@
-"""Classification + localization: heads, staged training with frozen partitions, metrics."""
+"""Classification + localization: heads, the staged recipe on the training engine (frozen
+parameters, init_from), targets, losses, metrics."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxvision.data import mnist_source
+from jaxvision.data import ArraySource, mnist_source
 from jaxvision.data.scenes import make_scenes
 from jaxvision.localization import (
     TargetScaler,
@@ -15,17 +16,16 @@ from jaxvision.localization import (
     classifier_from_localizer,
     cxcywh_to_boxes,
     digit_keypoints,
-    fit,
     l2_loss,
     localization_correct,
     localizer_from_classifier,
     make_localizer,
-    partition,
     pck,
-    predict,
     smooth_l1_loss,
 )
 from jaxvision.models import get_model
+from jaxvision.train import load_config, train_and_evaluate
+from tests.train.conftest import final_params
 
 
 @pytest.fixture(scope="module")
@@ -64,48 +64,42 @@ def test_from_classifier_keeps_logits():
     jax.tree_util.tree_map(np.testing.assert_array_equal, back, v)
 
 
-def test_stages_freeze_the_right_partition(scenes):
-    loc = make_localizer(get_model("lenet5"), hidden=(64,))
-    v = loc.init(jax.random.key(0), jnp.zeros((1, 48, 48, 1)))
-    labels = scenes.labels[:, 0]
-    targets = scenes.boxes[:, 0] / 48.0
-    after, _ = fit(loc, v, scenes.images, labels, targets, stage="regressor", steps=3,
-                   batch_size=16, progress=False)
-    flat0 = jax.tree_util.tree_leaves_with_path(v["params"])
-    flat1 = dict(jax.tree_util.tree_leaves_with_path(after["params"]))
-    for path, leaf in flat0:
-        changed = not np.array_equal(np.asarray(leaf), np.asarray(flat1[path]))
-        assert changed == path[0].key.startswith("regressor."), path
-    labels_tree = partition(v["params"], "classifier")
-    assert labels_tree["regressor.0"]["kernel"] == "freeze"
-    assert labels_tree["backbone"]["features.0"]["kernel"] == "train"
-    with pytest.raises(ValueError, match="stage"):
-        partition(v["params"], "heads")
+def _stage(scaler: TargetScaler, *extra: str):
+    return load_config("lenet5_mnist", [
+        "task.name=localization", "localization.hidden=[128]", "data.mean=[0.0]",
+        "data.std=[1.0]", "batch_size=64", "eval_batch_size=300", "optimizer.nesterov=False",
+        "optimizer.weight_decay=0.0", "schedule.warmup_steps=0", "progress_bar=False",
+        "tensorboard=False", "log_every_steps=50",
+        f"localization.target_mean={[float(v) for v in scaler.mean]}",
+        f"localization.target_std={[float(v) for v in scaler.std]}", *extra])
 
 
-def test_recipe_learns_to_localize(scenes):
-    loc = make_localizer(get_model("lenet5"), hidden=(128,))
-    v = loc.init(jax.random.key(0), jnp.zeros((1, 48, 48, 1)))
+def test_recipe_on_the_engine_freezes_and_learns_to_localize(scenes, tmp_path):
+    # The lecture's recipe as configuration: the classifier alone (box_weight=0), then the
+    # head alone on the frozen classifier (init_from + optimizer.frozen).
     labels = scenes.labels[:, 0]
     train, test = slice(0, 1200), slice(1200, 1500)
-    # Standardised (cx, cy, w, h) targets, as the experiment and the notebook use them.
-    boxes = boxes_to_cxcywh(scenes.boxes[:, 0] / 48.0)
-    scaler = TargetScaler.from_targets(boxes[train])
-    targets = scaler.encode(boxes)
-    v, _ = fit(loc, v, scenes.images[train], labels[train], targets[train],
-               stage="classifier", steps=300, batch_size=64, learning_rate=0.05,
-               schedule="cosine", progress=False)
-    v, hist = fit(loc, v, scenes.images[train], labels[train], targets[train],
-                  stage="regressor", steps=300, batch_size=64, learning_rate=0.01,
-                  progress=False)
-    assert hist[-1]["regression"] < hist[0]["regression"] / 2
-    pred_labels, pred = predict(loc, v, scenes.images[test])
-    pred_boxes = cxcywh_to_boxes(scaler.decode(pred))
-    correct = localization_correct(jnp.asarray(pred_labels), jnp.asarray(pred_boxes) * 48,
-                                   jnp.asarray(labels[test]),
-                                   jnp.asarray(scenes.boxes[test, 0]))
+    scaler = TargetScaler.from_targets(boxes_to_cxcywh(scenes.boxes[train, 0] / 48.0))
+    train_src = ArraySource(scenes.images[train], labels[train], boxes=scenes.boxes[train])
+    test_src = ArraySource(scenes.images[test], labels[test], boxes=scenes.boxes[test])
+    stage1 = _stage(scaler, "localization.box_weight=0.0", "num_train_steps=300",
+                    "optimizer.learning_rate=0.05", "schedule.name=cosine")
+    first = train_and_evaluate(stage1, tmp_path / "1", train_source=train_src,
+                               eval_source=test_src)
+    stage2 = _stage(scaler, "localization.class_weight=0.0", "num_train_steps=300",
+                    "optimizer.learning_rate=0.01", "schedule.name=constant",
+                    "optimizer.frozen=['backbone', 'classifier[.].*']",
+                    f"model.init_from={tmp_path / '1'}")
+    second = train_and_evaluate(stage2, tmp_path / "2", train_source=train_src,
+                                eval_source=test_src)
+    before, after = final_params(tmp_path / "1"), final_params(tmp_path / "2")
+    moved = {k for k in after if k.startswith("['params']")
+             and not np.array_equal(after[k], before[k])}
+    assert moved and all(k.startswith("['params']['regressor.") for k in moved), moved
+    assert second["eval_top1"] == first["eval_top1"]  # the classifier did not change
     # Chance is ~0 (10 classes x IoU >= 0.5); a few hundred steps already localize most.
-    assert float(jnp.mean(correct)) > 0.5
+    assert second["eval_localization"] > 0.5
+    assert second["eval_mean_iou"] > first["eval_mean_iou"] + 0.1
 
 
 def test_target_encoding_round_trips():
@@ -121,14 +115,6 @@ def test_target_encoding_round_trips():
     np.testing.assert_allclose(enc.mean(0), 0.0, atol=1e-5)
     np.testing.assert_allclose(enc.std(0), 1.0, atol=1e-4)
     np.testing.assert_allclose(scaler.decode(enc), c, atol=1e-6)
-
-
-def test_fit_rejects_unknown_schedule(scenes):
-    loc = make_localizer(get_model("lenet5"), hidden=(8,))
-    v = loc.init(jax.random.key(0), jnp.zeros((1, 48, 48, 1)))
-    with pytest.raises(ValueError, match="schedule"):
-        fit(loc, v, scenes.images, scenes.labels[:, 0], np.zeros((1500, 4), np.float32),
-            stage="regressor", steps=1, schedule="step", progress=False)
 
 
 def test_losses_match_torch():

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torchvision.models._utils import IntermediateLayerGetter as TorchGetter
 
 from jaxvision.models import get_model
 from jaxvision.models.alexnet import AlexNet2012
@@ -175,3 +176,31 @@ def test_min_sizes_agree_with_torch(tv_alexnet):
         features(torch.zeros(1, 3, 67, 67))
         with pytest.raises(RuntimeError):
             features(torch.zeros(1, 3, 66, 66))
+
+
+def test_feature_maps_match_torchvision(tv_alexnet, alexnet_variables):
+    """conv1..conv5 (after ReLU) and the pools, from torchvision's IntermediateLayerGetter."""
+    names = {"1": "conv1", "2": "pool1", "4": "conv2", "5": "pool2", "7": "conv3", "9": "conv4",
+             "11": "conv5", "12": "pool5"}
+    getter = TorchGetter(tv_alexnet.features, names).eval()
+    x = torch.randn(1, 3, 97, 131, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ref = getter(x)
+    model = get_model("alexnet")
+    assert model.feature_names == tuple(ref)
+    out = jax.jit(lambda v, x: model.apply(v, x, method="feature_maps"))(
+        alexnet_variables, nchw_to_nhwc(x))
+    for k, r in ref.items():
+        r = nchw_to_nhwc(r)
+        assert out[k].shape == r.shape, k
+        assert float(np.abs(np.asarray(out[k]) - r).max()) < 1e-4, k
+
+
+def test_alexnet_2012_feature_maps_end_in_features():
+    model = get_model("alexnet_2012")
+    variables = variable_shapes(model)
+    x = jax.ShapeDtypeStruct((1, 227, 227, 3), jnp.float32)
+    maps = jax.eval_shape(lambda v, x: model.apply(v, x, method="feature_maps"), variables, x)
+    assert set(maps) == set(model.feature_names)
+    assert maps["norm1"].shape == maps["conv1"].shape == (1, 55, 55, 96)
+    assert maps["pool5"].shape == (1, 6, 6, 256)

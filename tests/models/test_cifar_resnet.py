@@ -70,3 +70,17 @@ def test_input_errors_name_what_is_expected() -> None:
         model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)))
     with pytest.raises(TypeError, match="floating-point"):
         model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3), jnp.uint8))
+
+
+def test_feature_maps_feed_the_head() -> None:
+    model = get_model("resnet20")
+    x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
+    variables = jax.jit(model.init)(jax.random.key(0), x)
+    maps = jax.jit(lambda v, x: model.apply(v, x, method="feature_maps"))(variables, x)
+    assert model.feature_names == ("conv1", "bn1", "relu", "stem", "layer1", "layer2", "layer3")
+    assert {k: v.shape[1:] for k, v in maps.items() if k.startswith("layer")} == {
+        "layer1": (32, 32, 16), "layer2": (16, 16, 32), "layer3": (8, 8, 64)}
+    fc = variables["params"]["fc"]
+    logits = jnp.mean(maps["layer3"], axis=(1, 2)) @ fc["kernel"] + fc["bias"]
+    np.testing.assert_allclose(np.asarray(jax.jit(model.apply)(variables, x)),
+                               np.asarray(logits), rtol=1e-5, atol=1e-5)

@@ -7,16 +7,22 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
+from torchvision.models import vgg as tv_vgg_module
 
 from jaxvision.models import get_model, list_models
-from jaxvision.weights.convert import variable_shapes
+from jaxvision.models.backbone import IntermediateLayerGetter
+from jaxvision.ops import max_unpool
+from jaxvision.weights.convert import convert_state_dict, variable_shapes
 from tests.torch_parity import (
     count_params,
     eval_parity,
     input_error_cases,
+    nchw_to_nhwc,
     realistic_batchnorm,
     train_parity,
 )
@@ -92,3 +98,66 @@ def test_num_classes_and_dtypes():
 def test_input_errors(x, exc, match):
     with pytest.raises(exc, match=match):
         jax.eval_shape(get_model("vgg16").init, jax.random.key(0), x)
+
+
+def _torch_vgg_maps(features: torch.nn.Sequential, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """conv{s}_{k} (after ReLU), pool{s} and pool{s}_indices from torch's own layers."""
+    out, stage, k = {}, 1, 1
+    with torch.no_grad():
+        for m in features:
+            if isinstance(m, torch.nn.MaxPool2d):
+                x, idx = F.max_pool2d(x, 2, 2, return_indices=True)
+                out[f"pool{stage}"], out[f"pool{stage}_indices"] = x, idx
+                stage, k = stage + 1, 1
+                continue
+            x = m(x)
+            if isinstance(m, torch.nn.ReLU):
+                out[f"conv{stage}_{k}"] = x
+                k += 1
+    return {name: nchw_to_nhwc(v) for name, v in out.items()}
+
+
+@pytest.mark.parametrize("name", ["vgg16", "vgg11_bn"])
+def test_feature_maps_and_pool_indices_match_torch(name):
+    """Every named map at an odd size, and SegNet's argmax indices exactly torch's
+    ``max_pool2d(return_indices=True)`` (flat ``row * W + col`` of the map before the pool)."""
+    torch.manual_seed(0)
+    # torchvision's own conv stack (the classifier's 120M weights are not needed here)
+    cfg = {"vgg16": "D", "vgg11_bn": "A"}[name]
+    features = realistic_batchnorm(tv_vgg_module.make_layers(
+        tv_vgg_module.cfgs[cfg], batch_norm=name.endswith("_bn"))).eval()
+    x = torch.randn(1, 3, 37, 45, generator=torch.Generator().manual_seed(3))
+    ref = _torch_vgg_maps(features, x)
+    model = get_model(name, pool_indices=True)
+    getter = IntermediateLayerGetter(model, model.feature_names)
+    sd = {f"features.{k}": v for k, v in features.state_dict().items()}
+    variables = convert_state_dict(getter, sd)  # strict: the conv stack and nothing else
+    out = jax.jit(getter.apply)(variables, jnp.asarray(nchw_to_nhwc(x)))
+    assert set(out) == set(ref) and len(model.feature_names) == len(ref)
+    if name == "vgg16":
+        assert out["conv5_3"].shape == (1, 2, 2, 512) and out["pool4"].shape == (1, 2, 2, 512)
+    for k, r in ref.items():
+        if k.endswith("_indices"):
+            assert out[k].dtype == jnp.int32
+            np.testing.assert_array_equal(np.asarray(out[k]), r, err_msg=k)
+        else:
+            scale = max(float(np.abs(r).max()), 1.0)
+            assert float(np.abs(np.asarray(out[k]) - r).max()) < 1e-5 * scale, k
+    # SegNet's decoder step: unpooling pool5 with its indices is torch's max_unpool2d
+    before = [k for k in ref if k.startswith("conv5_")][-1]
+    unpooled = max_unpool(out["pool5"], out["pool5_indices"], out[before].shape[1:3])
+    ref_unpool = F.max_unpool2d(torch.from_numpy(ref["pool5"]).permute(0, 3, 1, 2),
+                                torch.from_numpy(ref["pool5_indices"]).permute(0, 3, 1, 2),
+                                2, 2, output_size=ref[before].shape[1:3])
+    np.testing.assert_allclose(np.asarray(unpooled), nchw_to_nhwc(ref_unpool), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_features_is_the_last_pool():
+    model = get_model("vgg11")
+    variables = variable_shapes(model, (64, 64, 3))
+    x = jax.ShapeDtypeStruct((1, 64, 80, 3), jnp.float32)
+    conv_stack = jax.eval_shape(lambda v, x: model.apply(v, x, method="features"), variables, x)
+    maps = jax.eval_shape(lambda v, x: model.apply(v, x, method="feature_maps"), variables, x)
+    assert conv_stack.shape == maps["pool5"].shape == (1, 2, 2, 512)
+    assert model.feature_names[:4] == ("conv1_1", "pool1", "conv2_1", "pool2")

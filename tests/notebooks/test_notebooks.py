@@ -17,7 +17,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 
 def test_there_are_notebooks() -> None:
     names = [p.name for p in NOTEBOOKS]
-    assert "01_training.ipynb" in names, names
+    assert {"00_model_zoo.ipynb", "01_training.ipynb",
+            "02_classification_to_detection.ipynb"} <= set(names), names
 
 
 @pytest.mark.slow

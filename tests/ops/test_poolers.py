@@ -71,3 +71,38 @@ def test_single_level_and_scales():
         {"0": to_nchw(f)}, [torch.tensor(boxes)], [(64, 64)])
     np.testing.assert_allclose(np.asarray(out), to_nhwc(ref), atol=1e-5)
     assert pooler.scales([f], [(64, 64)]) == [0.25]
+
+
+def test_repr_matches_torchvision():
+    # TestMultiScaleRoIAlign.test_msroialign_repr.
+    expected = "MultiScaleRoIAlign(featmap_names=['0'], output_size=(7, 7), sampling_ratio=2)"
+    assert repr(MultiScaleRoIAlign(["0"], (7, 7), 2)) == expected
+    assert repr(torchvision.ops.MultiScaleRoIAlign(["0"], (7, 7), 2)) == expected
+
+
+def test_x64_matches_torchvision_float64(x64):
+    # Under jax_enable_x64 (the pooler used to crash there, even for float32, whose x64 run
+    # test_roi_align covers): float64 features and boxes give torchvision's float64 pooling
+    # and gradient.
+    rng = np.random.default_rng(2)
+    levels = {"p2": (8, 6), "p3": (4, 3)}
+    feats = {k: rng.standard_normal((1, *hw, 2)) for k, hw in levels.items()}
+    side = np.exp(rng.uniform(np.log(1), np.log(32), (6, 2)))
+    xy = rng.uniform(0, 20, (6, 2))
+    boxes = np.concatenate([xy, xy + side], -1)
+    pooler = MultiScaleRoIAlign(list(levels), 2, 2, canonical_scale=8)
+    g = rng.standard_normal((6, 2, 2, 2))
+
+    def fwd(feats):
+        return pooler(feats, [boxes], [(32, 24)])
+
+    out, grads = jax.jit(lambda f, g: (fwd(f), jax.vjp(fwd, f)[1](g)[0]))(feats, g)
+    assert out.dtype == np.float64
+    tv = torchvision.ops.MultiScaleRoIAlign(list(levels), 2, 2, canonical_scale=8)
+    tfeats = OrderedDict((k, to_nchw(v).requires_grad_()) for k, v in feats.items())
+    ref = tv(tfeats, [torch.tensor(boxes)], [(32, 24)])
+    ref.backward(to_nchw(g))
+    np.testing.assert_allclose(np.asarray(out), to_nhwc(ref), atol=1e-12, rtol=0)
+    for k in levels:
+        np.testing.assert_allclose(np.asarray(grads[k]), to_nhwc(tfeats[k].grad), atol=1e-12,
+                                   rtol=0)

@@ -1,4 +1,6 @@
-"""Helpers for the training tests: a tiny LeNet-5 config and subprocess runs of the CLI."""
+"""Helpers for the training tests: a tiny LeNet-5 config and subprocess runs of the CLI, for
+each task (classification: ``jaxvision train``; localization: ``tests.train.localization_run``,
+in-memory scenes with boxes)."""
 
 from __future__ import annotations
 
@@ -41,7 +43,10 @@ TINY = ["num_train_steps=60", "batch_size=32", "eval_batch_size=400", "eval_ever
         "schedule.warmup_steps=5"]
 
 
-def cli_command(workdir: Path, *extra: str) -> list[str]:
+def cli_command(workdir: Path, *extra: str, task: str = "classification") -> list[str]:
+    """The command line of the tiny run of ``task``."""
+    if task == "localization":
+        return [sys.executable, "-m", "tests.train.localization_run", str(workdir), *extra]
     return [sys.executable, "-m", "jaxvision.cli", "train", "--config", "lenet5_mnist",
             "--workdir", str(workdir), *TINY, *extra]
 
@@ -54,10 +59,10 @@ def subprocess_env(devices: int = 1) -> dict[str, str]:
     return env
 
 
-def run_train(workdir: Path, *extra: str, devices: int = 1, timeout: float = 300
-              ) -> subprocess.CompletedProcess:
-    """Runs ``jaxvision train`` on the tiny config in a fresh process; asserts success."""
-    proc = subprocess.run(cli_command(workdir, *extra), env=subprocess_env(devices),
+def run_train(workdir: Path, *extra: str, devices: int = 1, timeout: float = 300,
+              task: str = "classification") -> subprocess.CompletedProcess:
+    """Runs the tiny config of ``task`` in a fresh process; asserts success."""
+    proc = subprocess.run(cli_command(workdir, *extra, task=task), env=subprocess_env(devices),
                           capture_output=True, text=True, timeout=timeout, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -95,10 +100,11 @@ def final_params(workdir: Path) -> dict[str, np.ndarray]:
     import jax
 
     from jaxvision.train import checkpoint, sharding
+    from jaxvision.train import workdir as wd
     from jaxvision.train.loop import abstract_state, load_workdir_config
 
     config = load_workdir_config(workdir)
-    _, shapes, _ = abstract_state(config)
+    _, shapes, _ = abstract_state(config, wd.read_input_shape(workdir))
     mesh = sharding.make_mesh(jax.devices()[:1])
     state, _ = checkpoint.restore_params(workdir, shapes, sharding.replicated(mesh))
     flat = jax.tree_util.tree_flatten_with_path(
@@ -112,4 +118,12 @@ def reference_run(tmp_path_factory) -> Path:
     """An uninterrupted single-device run of the tiny config (shared by several tests)."""
     workdir = tmp_path_factory.mktemp("reference")
     run_train(workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def localization_reference_run(tmp_path_factory) -> Path:
+    """An uninterrupted single-device run of the tiny localization config."""
+    workdir = tmp_path_factory.mktemp("localization_reference")
+    run_train(workdir, task="localization")
     return workdir

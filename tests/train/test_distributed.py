@@ -1,5 +1,5 @@
 """Data parallelism: 8 simulated devices and 2 processes (gloo) match 1 device; a
-checkpoint written on 8 devices restores on 1."""
+checkpoint written on 8 devices restores on 1; the same for the localization task."""
 
 from __future__ import annotations
 
@@ -74,3 +74,23 @@ def test_two_processes_match_one(reference_run, tmp_path):
         assert p.returncode == 0, out[-3000:]
     assert "on 2 device(s), 2 process(es)" in outs[0]
     _assert_same_training(workdir, reference_run)
+
+
+def test_localization_eight_devices_match_one_and_restore_on_one(localization_reference_run,
+                                                                 tmp_path):
+    from jaxvision.train.loop import evaluate_checkpoint, load_workdir_config
+    from jaxvision.train.writers import read_metrics
+    from tests.train.localization_run import scene_sources
+
+    workdir = tmp_path / "loc_eight"
+    proc = run_train(workdir, devices=8, task="localization")
+    assert "on 8 device(s)" in proc.stdout
+    _assert_same_training(workdir, localization_reference_run)
+    # The 8-device checkpoint evaluates on this 1-device process to the same metrics.
+    got = evaluate_checkpoint(load_workdir_config(workdir), workdir,
+                              eval_source=scene_sources()[1])
+    final = read_metrics(workdir, "final")[-1]
+    assert got["step"] == 60 and got["eval_count"] == final["eval_count"] == 128
+    for key in ("eval_localization", "eval_top1"):
+        assert abs(got[key] - final[key]) <= 1 / 128, key
+    assert got["eval_mean_iou"] == pytest.approx(final["eval_mean_iou"], abs=1e-4)

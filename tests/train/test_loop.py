@@ -120,3 +120,71 @@ def test_corrupt_image_raises_naming_it_or_is_skipped_and_counted(tmp_path, on_e
     result = train(config, tmp_path / "run")
     assert result["skipped_files"] == [str(bad)]
     assert result["eval_count"] == 36  # random access keeps the count: the next file stands in
+
+
+def _localization(*extra: str):
+    from tests.train.localization_run import LOCALIZATION
+
+    return load_config("lenet5_mnist", [*LOCALIZATION, *extra])
+
+
+def test_localization_trains_resumes_and_evaluates_in_process(tmp_path):
+    from jaxvision.train import workdir as wd
+    from tests.train.localization_run import scene_sources
+
+    train_src, test_src = scene_sources()
+    config = _localization("num_train_steps=20", "eval_every_steps=10")
+    result = train(config, tmp_path, train_source=train_src, eval_source=test_src)
+    assert result["step"] == 20 and result["eval_count"] == 128
+    for key in ("eval_localization", "eval_mean_iou", "eval_top1"):
+        assert 0.0 <= result[key] <= 1.0, key
+    assert result["eval_mean_iou"] > 0.2  # standardised targets: the mean box already overlaps
+    assert {"ce", "regression", "top1", "loss", "lr"} <= read_metrics(tmp_path, "train")[-1].keys()
+    assert wd.read_input_shape(tmp_path) == (32, 32, 1)
+    again = evaluate_checkpoint(config, tmp_path, eval_source=test_src)
+    assert again["eval_localization"] == result["eval_localization"]
+    # jaxvision predict: the top classes and the box, in the image's pixels.
+    from PIL import Image
+
+    from jaxvision.train.predict import predict_files
+
+    Image.fromarray(test_src.images[0, ..., 0]).save(tmp_path / "scene.png")
+    step, (out,) = predict_files(config, tmp_path, [str(tmp_path / "scene.png")], top_k=3)
+    assert step == 20 and sorted(out) == ["boxes", "top"] and len(out["top"]) == 3
+    x1, y1, x2, y2 = out["boxes"]
+    assert -16 < x1 < x2 < 48 and -16 < y1 < y2 < 48
+    longer = train(_localization("num_train_steps=25", "eval_every_steps=10"), tmp_path,
+                   train_source=train_src, eval_source=test_src)
+    assert longer["step"] == 25
+    assert [r["step"] for r in read_metrics(tmp_path, "train")] == list(range(1, 26))
+
+
+def test_localization_non_finite_loss_stops_with_step(tmp_path):
+    from tests.train.localization_run import scene_sources
+
+    train_src, test_src = scene_sources(64, 64)
+    config = _localization("optimizer.learning_rate=1e30", "schedule.warmup_steps=0",
+                           "checkpoint.every_steps=1", "optimizer.momentum=0.0")
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+") as e:
+        train(config, tmp_path, train_source=train_src, eval_source=test_src)
+    bad = int(re.search(r"at step (\d+)", str(e.value)).group(1))
+    assert saved_steps(tmp_path)[-1] == bad - 1
+
+
+def test_task_refuses_what_it_cannot_do(tmp_path):
+    from jaxvision.data import mnist_source
+    from jaxvision.train import ConfigError
+    from tests.train.localization_run import scene_sources
+
+    train_src, test_src = scene_sources(64, 64)
+    with pytest.raises(ConfigError, match="augment.flip.*moves the object without its box"):
+        train(_localization("augment.flip=True"), tmp_path, train_source=train_src,
+              eval_source=test_src)
+    with pytest.raises(ConfigError, match="target_mean has 3 values"):
+        train(_localization("localization.target_mean=[0., 0., 0.]",
+                            "localization.target_std=[1., 1., 1.]"), tmp_path)
+    # MNIST digits carry no boxes: the error names the missing field and what there is.
+    with pytest.raises(ValueError, match=r"needs the batch field\(s\) \['boxes'\]; the "
+                                         r"training source gives \['image', 'label'\]"):
+        train(_localization(), tmp_path, train_source=mnist_source("test"),
+              eval_source=test_src)

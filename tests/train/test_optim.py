@@ -124,3 +124,56 @@ def test_decay_mask_excludes_biases_and_norm_params():
     assert decay_mask(params) == {"conv": {"kernel": True, "bias": False},
                                   "bn": {"scale": False, "bias": False}}
     assert all(jax.tree_util.tree_leaves(decay_mask(params, True)))
+
+
+def _tree():
+    return {"backbone": {"features.0": {"kernel": jnp.ones((3, 3, 1, 2)), "bias": jnp.ones(2)}},
+            "classifier.0": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)},
+            "regressor.0": {"kernel": jnp.ones((4, 4)), "bias": jnp.ones(4)}}
+
+
+def test_frozen_mask_matches_whole_paths_and_module_paths():
+    from jaxvision.train.optim import frozen_mask
+
+    mask = frozen_mask(_tree(), ["backbone", r"classifier\..*"])
+    assert mask == {"backbone": {"features.0": {"kernel": True, "bias": True}},
+                    "classifier.0": {"kernel": True, "bias": True},
+                    "regressor.0": {"kernel": False, "bias": False}}
+    assert frozen_mask(_tree(), [".*/bias"])["regressor.0"] == {"kernel": False, "bias": True}
+    # 'back' is a prefix of a module name, not a module: it freezes nothing, and says so.
+    with pytest.raises(ValueError, match=r"\['back'\] match no parameter.*backbone/features"):
+        frozen_mask(_tree(), ["backbone", "back"])
+    with pytest.raises(ValueError, match="is not a regular expression"):
+        frozen_mask(_tree(), ["("])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_frozen_parameters_stay_fixed_and_the_rest_train_as_without_freezing(name):
+    base = [f"optimizer.name={name}", "optimizer.learning_rate=0.1",
+            "optimizer.weight_decay=0.1", "optimizer.grad_clip_norm=1.0",
+            "schedule.warmup_steps=0"]
+    frozen_cfg = load_config("lenet5_mnist", [*base, "optimizer.frozen=['backbone']"])
+    free_cfg = load_config("lenet5_mnist", base)
+    params = _tree()
+    grads = [jax.tree_util.tree_map(lambda p, i=i: jnp.full_like(p, 0.1 * (i + 1)), params)
+             for i in range(3)]
+
+    def run(config, tree, gs):
+        tx, _ = make_optimizer(config, STEPS)
+        p, state = tree, tx.init(tree)
+        for g in gs:
+            updates, state = tx.update(g, state, p)
+            p = optax.apply_updates(p, updates)
+        return p
+
+    got = run(frozen_cfg, params, grads)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, got["backbone"], params["backbone"])
+    # The trained part moves as the same optimizer on that part alone (clipping and decay
+    # see only the trained parameters).
+    trained = {k: v for k, v in params.items() if k != "backbone"}
+    ref = run(free_cfg, trained, [{k: v for k, v in g.items() if k != "backbone"}
+                                  for g in grads])
+    for k in trained:
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+                               got[k], ref[k])
+        assert not np.allclose(got[k]["kernel"], params[k]["kernel"])

@@ -63,3 +63,27 @@ def test_sigterm_saves_and_exits_cleanly_then_resumes_identically(reference_run,
     assert "final:" not in out
     run_train(workdir)
     _assert_identical(final_params(workdir), final_params(reference_run))
+
+
+def test_localization_sigterm_then_resume_is_bit_identical(localization_reference_run,
+                                                           tmp_path):
+    # The same engine path for another task: a boxes batch, the localization loss, its
+    # evaluators; SIGTERM saves, the resumed run ends where the uninterrupted one did.
+    workdir = tmp_path / "loc_preempted"
+    proc = subprocess.Popen(cli_command(workdir, task="localization"), env=subprocess_env(),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    wait_for_checkpoint(proc, workdir, 20)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    step = max(saved_steps(workdir))
+    assert 20 < step < 60, (step, out[-2000:])
+    assert f"SIGTERM: saved a checkpoint at step {step}" in out and "final:" not in out
+    resumed = run_train(workdir, task="localization")
+    assert f"resumed at step {step}" in resumed.stdout
+    assert "final: step 60, test localization accuracy" in resumed.stdout
+    _assert_identical(final_params(workdir), final_params(localization_reference_run))
+    ref, got = train_losses(localization_reference_run), train_losses(workdir)
+    assert got.keys() == ref.keys() and all(got[s] == ref[s] for s in ref)

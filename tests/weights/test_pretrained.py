@@ -92,13 +92,20 @@ def test_mismatched_checkpoint_lists_keys(resnet18_files: dict, tmp_path: Path) 
     with pytest.raises(CheckpointMismatchError) as err:
         load("resnet18", tmp_path / "bad.pth")
     assert "layer1.0.conv1.weight" in str(err.value) and "layer9.extra" in str(err.value)
+    assert "bad.pth" in str(err.value)  # the report names the file
+    # The same lists, for a program to act on (as torch's load_state_dict returns them).
+    assert [k.split()[0] for k in err.value.missing] == ["layer1.0.conv1.weight"]
+    assert err.value.unexpected == ["layer9.extra"] and err.value.wrong_shape == []
     # resnet18 weights for resnet34: every missing block is named.
     with pytest.raises(CheckpointMismatchError, match=r"layer3\.5\.conv1\.weight"):
         load("resnet34", resnet18_files["files"]["zip"])
     # A converted file checked against the wrong model lists its keys too.
     variables = load("resnet18", resnet18_files["files"]["zip"])
-    with pytest.raises(CheckpointMismatchError, match="layer3.5/conv1/kernel"):
+    with pytest.raises(CheckpointMismatchError, match="layer3.5/conv1/kernel") as err:
         load("resnet34", write(variables, tmp_path / "r18.safetensors"))
+    # One report for both kinds of file: same wording, the file named.
+    assert str(err.value).startswith(f"{tmp_path / 'r18.safetensors'}: variables do not fit "
+                                     "resnet34: missing from the checkpoint (")
 
 
 def test_old_densenet_key_names_are_renamed(tmp_path: Path) -> None:

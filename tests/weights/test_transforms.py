@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torchvision.models as tvm
+import torchvision.transforms as T
 from PIL import Image
 
 from jaxvision.weights import (
     ImageClassificationPreset,
     imagenet_classes,
     imagenet_wnids,
+    load_image,
     preprocess,
     sample_image,
     weights_info,
@@ -56,6 +58,32 @@ def test_bad_inputs_are_named() -> None:
         preprocess([1, 2, 3])
     with pytest.raises(ValueError, match="cannot read"):
         preprocess(Path(__file__))
+
+
+def test_load_image_rules_equal_torchvision(shared_data: Path) -> None:
+    """Both resize rules of load_image, pixel for pixel against torchvision on PIL."""
+    photo = shared_data / "photos" / "chelsea.png"
+    img = Image.open(photo).convert("RGB")
+    # torchvision's ImageNet rule, square and (H, W) crops.
+    for size, resize in ((224, 256), ((160, 96), 183)):
+        expected = np.asarray(T.Compose([T.Resize(resize), T.CenterCrop(size)])(img))
+        np.testing.assert_array_equal(load_image(photo, size, resize_size=resize), expected)
+    # The small-image rule: the whole picture stretched, aspect not kept.
+    expected = np.asarray(T.Resize((28, 40))(img.convert("L")))[..., None]
+    got = load_image(photo, (28, 40), mode="L")
+    assert got.shape == (28, 40, 1) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
+    assert load_image(photo).shape == (*img.size[::-1], 3)
+
+
+def test_load_image_names_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        load_image(tmp_path / "missing.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"cannot read .*notes\.png"):
+        load_image(tmp_path / "notes.png", 32)
+    with pytest.raises(ValueError, match="mode"):
+        load_image(sample_image(), mode="CMYK")
 
 
 def test_imagenet_classes_are_torchvision_categories() -> None:

@@ -1,8 +1,12 @@
-"""The CIFAR-10 setting shared by the CIFAR experiments: the JPEG image-folder copy of
-CIFAR-10 in ``/work/shared/data/cifar10-jpeg`` (lossy, quality ~75: expect a little more
-error than on the original data), its channel statistics, 4-pixel zero padding + random
-32x32 crop + horizontal flip, SGD momentum 0.9 with weight decay 1e-4, batch 128, a step
-schedule dividing the learning rate by 10 at each boundary.
+"""The CIFAR-10 setting shared by the CIFAR experiments: CIFAR-10 as an image folder
+(``<data.root>/{train,test}/<class>/*``, e.g. this project's JPEG re-encoding
+``cifar10-jpeg``: lossy, quality ~75, expect a little more error than on the original
+data), its channel statistics, 4-pixel zero padding + random 32x32 crop + horizontal flip,
+SGD momentum 0.9 with weight decay 1e-4, batch 128, a step schedule dividing the learning
+rate by 10 at each boundary.
+
+``data.root`` is left unset (where the data lives differs from machine to machine): give it
+on the command line, ``jaxvision train --config resnet20_cifar10 data.root=DIR``.
 """
 
 import ml_collections
@@ -20,7 +24,7 @@ def cifar10_config(model: str, *, num_train_steps: int,
     config.model.name = model
     config.model.num_classes = 10
     config.data.source = "image_folder"
-    config.data.root = "/work/shared/data/cifar10-jpeg"
+    config.data.root = None  # required: the image folder, given on the command line
     config.data.train_split = "train"
     config.data.eval_split = "test"
     config.data.mean = CIFAR10_MEAN

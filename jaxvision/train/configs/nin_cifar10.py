@@ -3,7 +3,7 @@
 
 The paper's global-average-pooling NiN with dropout between the mlpconv stages, trained
 with SGD momentum; we use the augmented setting (pad-4 crop + flip) and a step schedule.
-The data is the lossy JPEG re-encoding of CIFAR-10 in ``/work/shared/data/cifar10-jpeg``.
+The data is CIFAR-10 as an image folder given as ``data.root`` (see ``_cifar.py``).
 """
 
 import ml_collections

@@ -3,8 +3,8 @@ Recognition", section 4.2; paper: 8.75% test error).
 
 SGD momentum 0.9, weight decay 1e-4, batch 128, learning rate 0.1 divided by 10 at 32k and
 48k iterations, stop at 64k; 4-pixel zero padding + random 32x32 crop + horizontal flip.
-The data is the JPEG re-encoding of CIFAR-10 in ``/work/shared/data/cifar10-jpeg`` (lossy,
-quality ~75), read as an image folder; expect a little more error than on the original.
+The data is CIFAR-10 as an image folder given as ``data.root`` (see ``_cifar.py``); on
+the JPEG re-encoding (lossy, quality ~75) expect a little more error than on the original.
 """
 
 import ml_collections

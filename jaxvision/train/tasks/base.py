@@ -1,0 +1,66 @@
+"""The task interface: what the engine asks of a task, and nothing more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from jaxvision.train.evaluators.base import Evaluator
+
+Batch = dict[str, jax.Array]
+Variables = dict[str, Any]
+
+
+class Task:
+    """One learning problem on the shared engine (Flax's flat step functions call these).
+
+    A task names the batch fields it reads, builds its model, gives its training loss on a
+    batch, its predictions in evaluation mode and the evaluators that score them. Steps,
+    loop, checkpoints, sharding and writers are the engine's and know none of this.
+    """
+
+    name: str = ""
+
+    def fields(self, config: ml_collections.ConfigDict) -> tuple[str, ...]:
+        """The batch fields the task reads (the loader's padding flag comes on top)."""
+        raise NotImplementedError
+
+    def check_config(self, config: ml_collections.ConfigDict) -> None:
+        """Raises :class:`~jaxvision.train.config.ConfigError` for settings the task cannot
+        honour (called once, before training or evaluation)."""
+
+    def build_model(self, config: ml_collections.ConfigDict) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, config: ml_collections.ConfigDict, size: tuple[int, int],
+             variables: Variables, batch: Batch, aug_key: jax.Array, dropout_key: jax.Array,
+             ) -> tuple[jax.Array, tuple[dict[str, jax.Array], Variables]]:
+        """Training-mode loss on ``batch`` (its ``_valid`` rows only).
+
+        Returns ``(loss [] float32, (metrics, updates))``: ``metrics`` scalars logged with
+        the loss, ``updates`` the model's mutated collections (``batch_stats``).
+        """
+        raise NotImplementedError
+
+    def predict(self, model: nn.Module, config: ml_collections.ConfigDict,
+                size: tuple[int, int], variables: Variables, batch: Batch,
+                ) -> dict[str, jax.Array]:
+        """Evaluation-mode predictions for ``batch`` (``image`` [B, H, W, C] uint8, and
+        whatever else of :meth:`fields` the source gives, e.g. a canvas ``image_size`` to map
+        boxes back; ``jaxvision predict`` passes ``image`` alone): a dict of arrays with
+        leading axis B (what the evaluators and ``jaxvision predict`` read)."""
+        raise NotImplementedError
+
+    def evaluators(self, config: ml_collections.ConfigDict) -> list[Evaluator]:
+        raise NotImplementedError
+
+    def describe(self, metrics: dict[str, float], split: str) -> str:
+        """One line of the evaluation ``metrics`` of ``split`` for people (the final print)."""
+        raise NotImplementedError
+
+    def progress(self, metrics: dict[str, float]) -> str:
+        """A short form of ``metrics`` for the evaluation lines printed during training."""
+        raise NotImplementedError
