@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxvision.checks import pair
 from jaxvision.data.annotated import degenerate
 
 __all__ = [
@@ -61,16 +62,6 @@ _NEAREST_MODES = ("nearest", "nearest-exact")
 
 
 # ---- torch-exact resampling -------------------------------------------------------------
-
-def _size_pair(size: Sequence[int], name: str, op: str) -> tuple[int, int]:
-    try:
-        h, w = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"{op}: {name} must be a pair (h, w) of ints, got {size!r}") from None
-    if h < 1 or w < 1:
-        raise ValueError(f"{op}: {name} must be positive, got {(h, w)}")
-    return h, w
-
 
 def _torch_scale(in_size: int, out_size: int) -> np.float32:
     # ATen's compute_scales_value<float>: float(input_size) / output_size in float32 (the
@@ -156,7 +147,7 @@ def resize_bilinear(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
     if image.ndim not in (2, 3):
         raise ValueError(f"resize_bilinear: image must be [H, W] or [H, W, C], got shape "
                          f"{image.shape}")
-    h, w = _size_pair(size, "size", "resize_bilinear")
+    h, w = pair(size, "size", op="resize_bilinear")
     return _bilinear_window(image, bilinear_taps(image.shape[0], h),
                             bilinear_taps(image.shape[1], w))
 
@@ -176,7 +167,7 @@ def resize_nearest(mask: np.ndarray, size: Sequence[int], mode: str = "nearest")
     mask = np.asarray(mask)
     if mask.ndim < 2:
         raise ValueError(f"resize_nearest: mask must be [..., H, W], got shape {mask.shape}")
-    h, w = _size_pair(size, "size", "resize_nearest")
+    h, w = pair(size, "size", op="resize_nearest")
     iy = nearest_indices(mask.shape[-2], h, mode)
     ix = nearest_indices(mask.shape[-1], w, mode)
     return mask[..., iy[:, None], ix[None, :]]
@@ -199,8 +190,8 @@ def resize_boxes(boxes: np.ndarray, orig_size: Sequence[int],
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"resize_boxes: boxes must be [K, 4] (x1, y1, x2, y2), got shape "
                          f"{boxes.shape}")
-    oh, ow = _size_pair(orig_size, "orig_size", "resize_boxes")
-    nh, nw = _size_pair(new_size, "new_size", "resize_boxes")
+    oh, ow = pair(orig_size, "orig_size", op="resize_boxes")
+    nh, nw = pair(new_size, "new_size", op="resize_boxes")
     ratio = np.array([np.float32(nw) / np.float32(ow), np.float32(nh) / np.float32(oh)] * 2,
                      np.float32)
     return (boxes * ratio).astype(np.float32)
@@ -234,7 +225,7 @@ def resized_size(orig_size: Sequence[int], min_size: int,
     Returns:
       (h, w) ints, at least 1 each.
     """
-    oh, ow = _size_pair(orig_size, "orig_size", "resized_size")
+    oh, ow = pair(orig_size, "orig_size", op="resized_size")
     scale = min_size / min(oh, ow)
     if max_size is not None:
         scale = min(scale, max_size / max(oh, ow))
@@ -259,7 +250,7 @@ def pad_to_canvas(x: np.ndarray, canvas: Sequence[int], fill: float = 0,
     Returns:
       ``x``'s dtype, shape with the spatial axes replaced by (Hc, Wc).
     """
-    hc, wc = _size_pair(canvas, "canvas", "pad_to_canvas")
+    hc, wc = pair(canvas, "canvas", op="pad_to_canvas")
     ay, ax = (a % x.ndim for a in spatial)
     h, w = x.shape[ay], x.shape[ax]
     if h > hc or w > wc:
@@ -374,7 +365,7 @@ class TrainTransform:
 
     def __post_init__(self) -> None:
         op = "train_transform"
-        object.__setattr__(self, "canvas", _size_pair(self.canvas, "canvas", op))
+        object.__setattr__(self, "canvas", pair(self.canvas, "canvas", op=op))
         lo, hi = (float(s) for s in self.scale_range)
         if not 0 < lo <= hi:
             raise ValueError(f"{op}: scale_range must be (lo, hi) with 0 < lo <= hi, got "
@@ -536,7 +527,7 @@ class EvalTransform:
             side = int(math.ceil(self.max_size / self.size_divisible) * self.size_divisible)
             object.__setattr__(self, "canvas", (side, side))
         else:
-            object.__setattr__(self, "canvas", _size_pair(self.canvas, "canvas", op))
+            object.__setattr__(self, "canvas", pair(self.canvas, "canvas", op=op))
 
     def __call__(self, example: dict[str, Any],
                  rng: np.random.Generator | None = None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxvision.models import layers
-from jaxvision.models.convolutionize import _spec
+from jaxvision.models.convolutionize import get_spec
 
 
 class Localizer(nn.Module):
@@ -85,7 +85,7 @@ def make_localizer(model: nn.Module, **head: Any) -> Localizer:
 
     ``head`` sets ``attach``, ``hidden``, ``num_outputs``, ``per_class``.
     """
-    spec = _spec(model)
+    spec = get_spec(model)
     widths = _dense_widths(model, spec.dense)
     return Localizer(backbone=model, dense=spec.dense, widths=widths,
                      activation=spec.activation, adaptive_pool=spec.adaptive_pool,
@@ -110,7 +110,7 @@ def localizer_from_classifier(
     loc = make_localizer(model, **head)
     fresh = loc.init({"params": key, "dropout": key},
                      jnp.zeros((1, *input_shape), jnp.float32))
-    spec = _spec(model)
+    spec = get_spec(model)
     params = dict(fresh["params"])
     params["backbone"] = {k: v for k, v in variables["params"].items() if k not in spec.dense}
     for d in spec.dense:
@@ -136,7 +136,7 @@ def classifier_from_localizer(model: nn.Module, variables: dict) -> dict:
     Returns:
       ``model``'s variables: ``{"params": {conv layers..., dense layers...}, ...}``.
     """
-    spec = _spec(model)
+    spec = get_spec(model)
     params = dict(variables["params"]["backbone"])
     for d in spec.dense:
         params[d] = variables["params"][d]

@@ -104,7 +104,9 @@ class FullyConvolutional(nn.Module):
         return f
 
 
-def _spec(model: nn.Module) -> ConvolutionizeSpec:
+def get_spec(model: nn.Module) -> ConvolutionizeSpec:
+    """``model.convolutionize_spec``: its conv stack and the dense layers after it; a
+    TypeError naming the model when it has none."""
     spec = getattr(model, "convolutionize_spec", None)
     if spec is None:
         raise TypeError(
@@ -141,7 +143,7 @@ def convolutionize(
         weights would then mix pooled cells, which no single convolution reproduces), or the
         variables do not fit.
     """
-    spec = _spec(model)
+    spec = get_spec(model)
     name = type(model).__name__
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (H, W, C), got {tuple(input_shape)}")
@@ -193,7 +195,7 @@ def network_stride(model: nn.Module, input_shape: Sequence[int], *,
     Measured from the feature-map sizes at two input sizes, so it is right for any conv stack.
     """
     h, w, c = input_shape
-    spec = _spec(model)
+    spec = get_spec(model)
     key = jax.random.key(0)
     v = jax.eval_shape(lambda x: model.init(key, x),
                        jax.ShapeDtypeStruct((1, h, w, c), jnp.float32))

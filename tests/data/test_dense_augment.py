@@ -58,7 +58,7 @@ def test_resize_nearest_matches_torch_exactly(mode, in_hw, out_hw):
 def test_resize_rejects_bad_arguments():
     with pytest.raises(ValueError, match=r"resize_bilinear: image must be \[H, W\]"):
         da.resize_bilinear(np.zeros((1, 2, 3, 4)), (2, 2))
-    with pytest.raises(ValueError, match="resize_nearest: size must be positive"):
+    with pytest.raises(ValueError, match="resize_nearest: size must be an int >= 1"):
         da.resize_nearest(np.zeros((4, 4)), (0, 2))
     with pytest.raises(ValueError, match="mode must be one of"):
         da.resize_nearest(np.zeros((4, 4)), (2, 2), mode="bilinear")
@@ -354,7 +354,7 @@ def test_train_transform_errors_name_the_problem():
         da.train_transform((32, 32), (0.5, 2.0), crop=False)
     with pytest.raises(ValueError, match="scale_range must be"):
         da.train_transform((32, 32), (0.0, 1.0))
-    with pytest.raises(ValueError, match="canvas must be positive"):
+    with pytest.raises(ValueError, match="canvas must be an int >= 1"):
         da.train_transform((0, 32))
     t = da.train_transform((32, 32))
     image = np.zeros((10, 12, 3), np.uint8)

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from jaxvision.data import mnist_source
-from jaxvision.data.scenes import _iou, make_scenes, scene_windows
+from jaxvision.data.scenes import make_scenes, scene_windows
+from jaxvision.detection import voc_iou
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_scenes_are_seeded_and_boxes_hold_the_digits(digits):
         assert np.all((sides >= 28) & (sides <= 56))
         for i in range(k):  # frames are disjoint with max_iou=0
             others = np.delete(boxes, i, axis=0)
-            assert len(others) == 0 or _iou(boxes[i], others).max() == 0
+            assert len(others) == 0 or voc_iou(boxes[i:i + 1], others, plus_one=False).max() == 0
         # All ink lies inside some frame.
         ink = a.images[n, ..., 0] > 0
         inside = np.zeros_like(ink)
