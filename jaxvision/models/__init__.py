@@ -12,12 +12,14 @@ from jaxvision.models import (  # noqa: F401  (importing registers the builders)
     alexnet,
     cifar_resnet,
     densenet,
+    fcn,
     googlenet,
     inception,
     lenet,
     nin,
     overfeat,
     resnet,
+    segnet,
     vgg,
     wide_resnet,
 )
@@ -35,6 +37,9 @@ from jaxvision.models.convolutionize import (
 )
 from jaxvision.models.fpn import FeaturePyramidNetwork, LastLevelMaxPool
 from jaxvision.models.registry import get_model, get_model_builder, list_models, register_model
+from jaxvision.segmentation import (  # noqa: F401  (registers fcn_/deeplabv3_resnet*)
+    torchvision_models as _segmentation_models,
+)
 
 __all__ = [
     "BackboneWithFPN",

@@ -72,6 +72,7 @@ class VGG(nn.Module):
     num_classes: int = 1000
     dropout: float = 0.5
     pool_indices: bool = False
+    ceil_mode: bool = False  # Caffe's pooling (FCN, SegNet); torchvision floors
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -124,11 +125,11 @@ class VGG(nn.Module):
         for v in self.config:
             if v == "M":
                 if self.pool_indices:
-                    x, indices = max_pool_with_argmax(x, 2, 2)
+                    x, indices = max_pool_with_argmax(x, 2, 2, ceil_mode=self.ceil_mode)
                     yield f"pool{stage}", x
                     yield f"pool{stage}_indices", indices
                 else:
-                    x = layers.max_pool(x, 2, 2)
+                    x = layers.max_pool(x, 2, 2, ceil_mode=self.ceil_mode)
                     yield f"pool{stage}", x
                 idx, stage, k = idx + 1, stage + 1, 1
                 continue

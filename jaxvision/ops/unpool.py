@@ -142,9 +142,13 @@ def max_unpool(x: jax.Array, indices: jax.Array, output_size: Sequence[int]) -> 
 
     Returns:
       ``[N, H, W, C]``: zeros except ``x`` at ``indices``; when several inputs share an index
-      the last one (row-major) wins, as in torch's CPU kernel. Out-of-range indices (torch
-      raises) are dropped. The gradient w.r.t. ``x`` gathers the output gradient at
-      ``indices``, as torch defines it.
+      the last one (row-major) wins, as in torch's CPU kernel. The gradient w.r.t. ``x``
+      gathers the output gradient at ``indices``, as torch defines it.
+
+    Raises:
+      ValueError: an index outside ``[0, H * W)`` when ``indices`` is concrete (torch's
+        "Found an invalid max index"). Under ``jit`` (traced indices) no check can raise:
+        out-of-range values are then dropped (they write nothing and get zero gradient).
     """
     op = "max_unpool"
     check_rank(x, 4, "x", op, layout="[N, h, w, C] (NHWC)")
@@ -156,6 +160,13 @@ def max_unpool(x: jax.Array, indices: jax.Array, output_size: Sequence[int]) -> 
                          f"{tuple(indices.shape)}")
     big_h, big_w = pair(tuple(output_size)[-2:], "output_size", op=op)
     n, _, _, c = x.shape
+    if not isinstance(indices, jax.core.Tracer) and indices.size:
+        idx = np.asarray(indices)
+        bad = (idx < 0) | (idx >= big_h * big_w)
+        if bad.any():
+            raise ValueError(f"{op}: found an invalid max index {int(idx[bad].flat[0])} "
+                             f"(output volumes are of size {big_h}x{big_w}); indices must "
+                             f"be in [0, {big_h * big_w})")
     out = _unpool(x, indices, big_h * big_w)
     return out.reshape(n, big_h, big_w, c)
 

@@ -98,3 +98,16 @@ def test_vmap_and_errors():
         max_unpool(v[0], v[0], SHAPE[1:3])
     with pytest.raises(ValueError, match="half the kernel"):
         max_pool_with_argmax(x[0], 2, padding=2)
+
+
+def test_out_of_range_indices_raise_like_torch():
+    x = np.ones((1, 2, 2, 1), np.float32)
+    for bad in (16, -1):
+        idx = np.array([0, 1, 4, bad], np.int32).reshape(1, 2, 2, 1)
+        with pytest.raises(RuntimeError, match="invalid max index"):
+            F.max_unpool2d(to_nchw(x), to_nchw(idx).long(), 2, output_size=(4, 4))
+        with pytest.raises(ValueError, match="invalid max index"):
+            max_unpool(x, idx, (4, 4))
+        # Traced indices cannot raise: the out-of-range value is dropped (documented).
+        out = jax.jit(lambda x, i: max_unpool(x, i, (4, 4)))(x, idx)
+        assert float(out.sum()) == 3.0
