@@ -7,5 +7,12 @@
 """
 
 from jaxvision.segmentation.metrics import ConfusionMatrix, confusion_matrix, segmentation_metrics
+from jaxvision.segmentation.torchvision_models import (
+    ASPP,
+    DeepLabHead,
+    FCNHead,
+    SimpleSegmentationModel,
+)
 
-__all__ = ["ConfusionMatrix", "confusion_matrix", "segmentation_metrics"]
+__all__ = ["ConfusionMatrix", "confusion_matrix", "segmentation_metrics",
+           "ASPP", "DeepLabHead", "FCNHead", "SimpleSegmentationModel"]

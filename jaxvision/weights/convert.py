@@ -200,8 +200,12 @@ def convert_torchvision(name: str, state_dict: Mapping[str, Any], **config: Any)
     Returns:
       ``{"params": ..., "batch_stats": ...}``.
     """
-    from jaxvision.models import get_model
+    from jaxvision.models import get_model, get_model_builder
 
+    # Builders whose head layout infer_num_classes cannot read (segmentation) say themselves.
+    infer = getattr(get_model_builder(name), "config_from_state_dict", None)
+    if infer is not None:
+        config = {**infer(state_dict), **config}
     if "num_classes" not in config:
         n = infer_num_classes(state_dict)
         if n is not None:

@@ -28,7 +28,12 @@ from flax import traverse_util
 
 from jaxvision.weights.convert import CheckpointMismatchError, check_fit, convert_torchvision
 from jaxvision.weights.io import read
-from jaxvision.weights.transforms import ImageClassificationPreset, imagenet_classes
+from jaxvision.weights.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageClassificationPreset,
+    imagenet_classes,
+)
 
 _BASE = "https://download.pytorch.org/models/"
 # torch.hub's rule: the hex run between the last '-' and the first '.' of the file name is
@@ -316,3 +321,75 @@ def _variables(name: str, flat: dict[str, np.ndarray], config: dict[str, Any]
     if name.startswith("densenet"):
         flat = _densenet_keys(flat)
     return convert_torchvision(name, flat, **config)
+
+
+# Semantic segmentation (issue 10): torchvision 0.29 ``<Model>_Weights.COCO_WITH_VOC_LABELS_V1``
+# of the dilated-ResNet FCN and DeepLabV3 (jaxvision.segmentation.torchvision_models), trained
+# on the COCO images of the 20 Pascal VOC categories; figures from each weights' ``meta``.
+VOC_CATEGORIES: tuple[str, ...] = (
+    "__background__", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor")
+
+
+@dataclass(frozen=True)
+class SegmentationWeightsInfo:
+    """One torchvision segmentation checkpoint (``COCO_WITH_VOC_LABELS_V1``) and its meta.
+
+    Attributes:
+      model: the zoo builder name (``"fcn_resnet50"``).
+      url: where torchvision publishes the checkpoint.
+      num_params: parameters of the model these weights fill (aux head included).
+      miou, pixel_acc: torchvision's COCO val2017 (VOC labels) mean IoU and pixel accuracy (%).
+      gflops: torchvision's ``_ops`` at 520x520.
+      resize_size: torchvision's ``SemanticSegmentation`` preset: the shorter side resized
+        (bilinear) to this, then normalized with :attr:`mean` and :attr:`std`.
+      config: builder keyword arguments the weights fit (``num_classes=21, aux_loss=True``).
+    """
+
+    model: str
+    url: str
+    num_params: int
+    miou: float
+    pixel_acc: float
+    gflops: float
+    resize_size: int = 520
+    config: Mapping[str, Any] = field(
+        default_factory=lambda: {"num_classes": len(VOC_CATEGORIES), "aux_loss": True})
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @property
+    def file_name(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def hash_prefix(self) -> str | None:
+        return hash_prefix(self.file_name)
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return VOC_CATEGORIES
+
+
+SEGMENTATION_WEIGHTS: dict[str, SegmentationWeightsInfo] = {w.model: w for w in [
+    SegmentationWeightsInfo("fcn_resnet50", _BASE + "fcn_resnet50_coco-1167a1af.pth",
+                            35_322_218, 60.5, 91.4, 152.717),
+    SegmentationWeightsInfo("fcn_resnet101", _BASE + "fcn_resnet101_coco-7ecb50ca.pth",
+                            54_314_346, 63.7, 91.9, 232.738),
+    SegmentationWeightsInfo("deeplabv3_resnet50",
+                            _BASE + "deeplabv3_resnet50_coco-cd0a2569.pth",
+                            42_004_074, 66.4, 92.4, 178.722),
+    SegmentationWeightsInfo("deeplabv3_resnet101",
+                            _BASE + "deeplabv3_resnet101_coco-586e9e4e.pth",
+                            60_996_202, 67.4, 92.4, 258.743),
+]}
+
+
+def segmentation_weights_info(model: str) -> SegmentationWeightsInfo:
+    """The :class:`SegmentationWeightsInfo` of ``model``; ``KeyError`` naming those known."""
+    try:
+        return SEGMENTATION_WEIGHTS[model]
+    except KeyError:
+        raise KeyError(f"no torchvision segmentation weights are known for {model!r}; "
+                       f"known: {', '.join(SEGMENTATION_WEIGHTS)}") from None

@@ -16,7 +16,11 @@ import torch
 import torchvision.models as tvm
 
 from jaxvision.weights import WEIGHTS, DownloadError, cache_dir, download
-from jaxvision.weights.hub import hash_prefix
+from jaxvision.weights.hub import (
+    SEGMENTATION_WEIGHTS,
+    hash_prefix,
+    segmentation_weights_info,
+)
 
 
 @pytest.mark.parametrize("model", sorted(WEIGHTS))
@@ -132,3 +136,29 @@ def test_download_file_url(tmp_path: Path) -> None:
     published = _published(tmp_path, "lin", torch.nn.Linear(2, 2).state_dict())
     got = download(published.as_uri(), tmp_path / "cache", progress=False)
     assert got.read_bytes() == published.read_bytes()
+
+
+@pytest.mark.parametrize("model", sorted(SEGMENTATION_WEIGHTS))
+def test_segmentation_table_matches_torchvision(model: str) -> None:
+    ref = tvm.get_model_weights(model).COCO_WITH_VOC_LABELS_V1
+    ours = segmentation_weights_info(model)
+    assert ours.url == ref.url
+    assert ours.num_params == ref.meta["num_params"]
+    assert ours.miou == ref.meta["_metrics"]["COCO-val2017-VOC-labels"]["miou"]
+    assert ours.pixel_acc == ref.meta["_metrics"]["COCO-val2017-VOC-labels"]["pixel_acc"]
+    assert ours.gflops == ref.meta["_ops"]
+    t = ref.transforms()
+    assert [ours.resize_size] == t.resize_size
+    assert ours.mean == tuple(t.mean) and ours.std == tuple(t.std)
+    assert list(ours.categories) == ref.meta["categories"]
+    assert ours.config["num_classes"] == len(ref.meta["categories"])
+    assert len(ours.hash_prefix) >= 8
+
+
+def test_every_torchvision_resnet_segmentation_model_is_listed() -> None:
+    import torchvision.models.segmentation as tvseg
+
+    expected = {m for m in tvm.list_models(module=tvseg) if "resnet" in m}
+    assert expected == set(SEGMENTATION_WEIGHTS)
+    with pytest.raises(KeyError, match="fcn_resnet50"):
+        segmentation_weights_info("fcn_vgg16")
