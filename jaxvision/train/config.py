@@ -109,7 +109,7 @@ KEYS: dict[str, Key] = {
     # -- task ----------------------------------------------------------------------------
     "task.name": _k("classification", "what the model learns: its batch fields, loss, "
                     "evaluators and predictions (jaxvision.train.tasks)",
-                    choices=("classification", "localization")),
+                    choices=("classification", "localization", "segmentation")),
     # -- classification (task.name='classification'; also localization's class loss) ---
     "classification.label_smoothing": _k(0.0, "label smoothing epsilon", UNIT),
     # -- localization (task.name='localization'; jaxvision.train.tasks.localization) -----
@@ -140,6 +140,32 @@ KEYS: dict[str, Key] = {
     "localization.box_weight": _k(1.0, "weight of the regression loss (0: train the "
                                   "classifier alone)", NONNEG),
     "localization.iou_threshold": _k(0.5, "ILSVRC: a box is right at IoU >= this", POS),
+    # -- segmentation (task.name='segmentation'; jaxvision.train.tasks.segmentation) -----
+    "segmentation.aux_weight": _k(0.5, "weight of the auxiliary head's loss when the model "
+                                  "returns {'out', 'aux'} (torchvision's reference: 0.5)",
+                                  NONNEG),
+    "segmentation.class_weights": _k(placeholder(str), "per-class loss weights: None (all 1) "
+                                     "or 'median_frequency' (SegNet: median(freq) / freq_c, "
+                                     "from the training labels)",
+                                     choices=("median_frequency",)),
+    # -- dense host-side transforms (jaxvision.data.dense_augment; segmentation) ---------
+    "dense.canvas": _k(placeholder(list), "[H, W] of the fixed canvas every example is put on "
+                       "(the network input); required by task.name='segmentation'",
+                       (lambda v: len(v) == 2 and min(v) > 0, "two positive ints [H, W]"),
+                       item=int),
+    "dense.scale_range": _k([0.5, 2.0], "training scale jitter (lo, hi), times the base scale",
+                            (lambda v: len(v) == 2 and 0 < v[0] <= v[1], "[lo, hi], 0 < lo "
+                             "<= hi"), item=float),
+    "dense.flip": _k(True, "training: random horizontal flips of image and mask"),
+    "dense.crop": _k(True, "training: random crop placement (False needs scale_range[1] <= "
+                     "1 and no base_size)"),
+    "dense.base_size": _k(placeholder(int), "training: shorter side at scale 1 (torchvision's "
+                          "recipe: 520); None = the scale fitting the image into the canvas",
+                          POS),
+    "dense.eval_min_size": _k(placeholder(int), "evaluation resize: shorter side (None = the "
+                              "canvas's shorter side)", POS),
+    "dense.eval_max_size": _k(placeholder(int), "evaluation resize: cap of the longer side "
+                              "(None = the canvas's longer side)", POS),
     # -- data ----------------------------------------------------------------------------
     "data.source": _k("mnist", "where examples come from",
                       choices=("mnist", "image_folder", "tfds", "voc", "coco",
@@ -221,7 +247,8 @@ KEYS: dict[str, Key] = {
     "checkpoint.best_metric": _k("eval_top1", "metric ranking checkpoints (one the task's "
                                  "evaluators write; eval_loss ranks lowest first)",
                                  choices=("eval_top1", "eval_top5", "eval_loss",
-                                          "eval_localization", "eval_mean_iou", "eval_pck")),
+                                          "eval_localization", "eval_mean_iou", "eval_pck",
+                                          "eval_miou", "eval_pixel_acc", "eval_class_acc")),
     "checkpoint.async_save": _k(True, "write checkpoints in a background thread"),
 }
 

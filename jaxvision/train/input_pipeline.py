@@ -72,12 +72,50 @@ def class_names(source: Any) -> list[str] | None:
     return [str(n) for n in names] if names is not None else None
 
 
+#: Tasks whose examples go through a dense transform onto ``dense.canvas`` on the host.
+DENSE_TASKS = ("segmentation",)
+
+
+def dense_transform(config: ml_collections.ConfigDict,
+                    train: bool) -> data.loader.Transform | None:
+    """The host-side transform of a dense task (``task.name`` in :data:`DENSE_TASKS`), None
+    for the others (their examples are loaded as stored).
+
+    Training: :func:`jaxvision.data.dense_augment.train_transform` (flip, scale jitter in
+    ``dense.scale_range``, crop, padding onto ``dense.canvas``; ``dense.base_size``).
+    Evaluation: :func:`~jaxvision.data.dense_augment.eval_transform` (shorter side to
+    ``dense.eval_min_size``, longer capped at ``dense.eval_max_size``; by default the
+    canvas's sides), padded onto the canvas. Masks are padded with ``data.ignore_index``.
+    """
+    if config.task.name not in DENSE_TASKS:
+        return None
+    from jaxvision.data import dense_augment
+
+    d = config.dense
+    if d.canvas is None:
+        raise ValueError(f"task.name={config.task.name!r} needs dense.canvas=[H, W] (the "
+                         "fixed size every example is put on)")
+    canvas = tuple(int(v) for v in d.canvas)
+    ignore = int(config.data.ignore_index)
+    if train:
+        return dense_augment.train_transform(canvas, scale_range=tuple(d.scale_range),
+                                             flip=d.flip, crop=d.crop, ignore_index=ignore,
+                                             base_size=d.base_size)
+    min_size = d.eval_min_size if d.eval_min_size is not None else min(canvas)
+    max_size = d.eval_max_size if d.eval_max_size is not None else max(canvas)
+    return dense_augment.eval_transform(min_size=min_size, max_size=max_size, canvas=canvas,
+                                        ignore_index=ignore)
+
+
 def train_loader(config: ml_collections.ConfigDict, source: Any, local_batch_size: int,
                  transform: data.loader.Transform | None = None) -> data.DataLoader:
     """Endless, shuffled, full batches; process ``p`` gets rows ``p*b..(p+1)*b`` of each
     global batch; position saved in checkpoints. ``transform(example, rng)`` runs on the
     host per example (e.g. a dense transform onto a fixed canvas), rng from (seed, epoch,
-    index)."""
+    index); None: the task's :func:`dense_transform` (none for classification and
+    localization)."""
+    if transform is None:
+        transform = dense_transform(config, train=True)
     return data.DataLoader(source, local_batch_size, shuffle=True, seed=config.seed,
                            num_epochs=None, drop_remainder=True,
                            shard_index=jax.process_index(), shard_count=jax.process_count(),
@@ -87,7 +125,10 @@ def train_loader(config: ml_collections.ConfigDict, source: Any, local_batch_siz
 def eval_loader(config: ml_collections.ConfigDict, source: Any, local_batch_size: int,
                 transform: data.loader.Transform | None = None) -> data.DataLoader:
     """One pass in order; the last batch padded (``_valid`` False) so no example is lost.
-    ``transform`` as in :func:`train_loader` (deterministic ones, for evaluation)."""
+    ``transform`` as in :func:`train_loader` (deterministic ones, for evaluation; None: the
+    task's evaluation :func:`dense_transform`)."""
+    if transform is None:
+        transform = dense_transform(config, train=False)
     return data.DataLoader(source, local_batch_size, shuffle=False, seed=0, num_epochs=1,
                            drop_remainder=False, pad_final=True,
                            shard_index=jax.process_index(), shard_count=jax.process_count(),

@@ -41,11 +41,14 @@ def build_model(config: ml_collections.ConfigDict) -> nn.Module:
 
 def input_shape(config: ml_collections.ConfigDict, model: nn.Module,
                 image_shape: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
-    """``(H, W, C)`` of the network input: ``data.image_size`` if set, else the stored image
-    size ``image_shape`` if known, else the model's ``default_input_shape``."""
+    """``(H, W, C)`` of the network input: ``dense.canvas`` if set (dense tasks), else
+    ``data.image_size`` if set, else the stored image size ``image_shape`` if known, else the
+    model's ``default_input_shape``."""
     default = tuple(getattr(model, "default_input_shape", (224, 224, 3)))
     if image_shape is not None:
         default = tuple(image_shape)
+    if config.dense.canvas is not None:
+        return (*(int(v) for v in config.dense.canvas), default[2])  # type: ignore[return-value]
     size = config.data.image_size
     if size is None:
         return default  # type: ignore[return-value]
