@@ -41,8 +41,23 @@ _BASE = "https://download.pytorch.org/models/"
 _HASH_RE = re.compile(r"-([a-f0-9]*)\.")
 
 
+class _PublishedFile:
+    """What every weights entry derives from its ``url``: the file name and the sha256
+    prefix torchvision puts in it."""
+
+    url: str
+
+    @property
+    def file_name(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def hash_prefix(self) -> str | None:
+        return hash_prefix(self.file_name)
+
+
 @dataclass(frozen=True)
-class WeightsInfo:
+class WeightsInfo(_PublishedFile):
     """One pretrained checkpoint and what goes with it (torchvision's ``Weights.meta``).
 
     Attributes:
@@ -66,14 +81,6 @@ class WeightsInfo:
     resize_size: int = 256
     crop_size: int = 224
     config: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def file_name(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
-
-    @property
-    def hash_prefix(self) -> str | None:
-        return hash_prefix(self.file_name)
 
     def transforms(self) -> ImageClassificationPreset:
         """The preprocessing these weights expect: PIL/array -> ``[S, S, 3] float32``."""
@@ -333,7 +340,7 @@ VOC_CATEGORIES: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class SegmentationWeightsInfo:
+class SegmentationWeightsInfo(_PublishedFile):
     """One torchvision segmentation checkpoint (``COCO_WITH_VOC_LABELS_V1``) and its meta.
 
     Attributes:
@@ -358,14 +365,6 @@ class SegmentationWeightsInfo:
         default_factory=lambda: {"num_classes": len(VOC_CATEGORIES), "aux_loss": True})
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-
-    @property
-    def file_name(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
-
-    @property
-    def hash_prefix(self) -> str | None:
-        return hash_prefix(self.file_name)
 
     @property
     def categories(self) -> tuple[str, ...]:
