@@ -223,7 +223,8 @@ class AlexNet2012(nn.Module):
             return nn.Conv(c, (k, k), strides=(s, s), padding=layers.torch_padding(p),
                            feature_group_count=groups, dtype=self.dtype,
                            param_dtype=self.param_dtype, kernel_init=init_w,
-                           bias_init=one if bias_one else nn.initializers.zeros, name=name)
+                           bias_init=one if bias_one else nn.initializers.zeros,
+                           conv_general_dilated=layers.conv_general_dilated, name=name)
 
         g = self.groups
         x = nn.relu(conv(96, 11, 4, 0, 1, False, "features.0")(x))

@@ -96,7 +96,7 @@ class FullyConvolutional(nn.Module):
             first = i == 0
             f = nn.Conv(width, self.window if first else (1, 1), padding="VALID",
                         kernel_dilation=dilation if first else 1, dtype=self.dtype,
-                        name=name)(f)
+                        conv_general_dilated=layers.conv_general_dilated, name=name)(f)
             if i < len(self.dense) - 1:
                 f = self.activation(f)
                 if self.dropout:

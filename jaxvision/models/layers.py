@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvision.checks import pair
+from jaxvision.ops.conv import conv_general_dilated
 
 Dtype = Any
 IntPair = int | Sequence[int]
@@ -65,6 +66,7 @@ def conv2d(
         dtype=dtype,
         param_dtype=param_dtype,
         kernel_init=kernel_init,
+        conv_general_dilated=conv_general_dilated,
         name=name,
     )
 

@@ -70,7 +70,7 @@ def _conv(features: int, kernel_size: int, *, padding: int = 0, dilation: int = 
     return nn.Conv(features, (kernel_size, kernel_size), padding=layers.torch_padding(padding),
                    kernel_dilation=(dilation, dilation), use_bias=use_bias, dtype=dtype,
                    param_dtype=param_dtype, kernel_init=kernel_init, bias_init=bias_init,
-                   name=name)
+                   conv_general_dilated=layers.conv_general_dilated, name=name)
 
 
 def _bn(train: bool, dtype: Dtype, param_dtype: Dtype, name: str) -> layers.BatchNorm:
