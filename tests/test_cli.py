@@ -39,6 +39,8 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "train": (["train", "--workdir", nowhere, "optimizer.no_such_key=1"], "no_such_key"),
         "eval": (["eval", "--workdir", nowhere], "nowhere"),
         "predict": (["predict", str(tmp / "a.png"), "--workdir", nowhere], "nowhere"),
+        "segment": (["segment", str(tmp / "missing.jpg"), "--workdir", nowhere, "--out",
+                     str(tmp / "out")], "missing.jpg"),
     }
 
 

@@ -34,7 +34,7 @@ from jaxvision.train.config import ensure_valid
 from jaxvision.train.evaluators.base import Evaluator, run_evaluators
 from jaxvision.train.optim import make_optimizer
 from jaxvision.train.state import TrainState, build_model, create_train_state, input_shape
-from jaxvision.train.steps import jit_eval_step, jit_train_step
+from jaxvision.train.steps import jit_eval_step, jit_sample_step, jit_train_step
 from jaxvision.train.tasks import Task, get_task
 from jaxvision.train.writers import MetricWriter
 
@@ -75,11 +75,34 @@ def global_batches(loader: Any, fields: tuple[str, ...],
 
 def evaluate(eval_fn: Any, state: TrainState, loader: Any,
              data_sharding: jax.sharding.NamedSharding, evaluators: list[Evaluator],
-             fields: tuple[str, ...]) -> dict[str, float]:
+             fields: tuple[str, ...], first: list | None = None) -> dict[str, float]:
     """One pass over ``loader`` (padded final batch, masked): the evaluators' metrics
-    (classification: ``eval_loss``, ``eval_top1``, ``eval_top5``, ``eval_count``)."""
-    return run_evaluators(eval_fn, state, global_batches(loader, fields, data_sharding),
-                          evaluators)
+    (classification: ``eval_loss``, ``eval_top1``, ``eval_top5``, ``eval_count``).
+    ``first``: a list the first global batch is appended to (for :func:`eval_images`)."""
+    batches = global_batches(loader, fields, data_sharding)
+    if first is not None:
+        batches = _keep_first(batches, first)
+    return run_evaluators(eval_fn, state, batches, evaluators)
+
+
+def _keep_first(batches: Iterator[dict], into: list) -> Iterator[dict]:
+    for i, batch in enumerate(batches):
+        if i == 0:
+            into.append(batch)
+        yield batch
+
+
+def has_images(task: Task) -> bool:
+    """True if ``task`` draws pictures of its predictions (overrides ``Task.images``)."""
+    return type(task).images is not Task.images
+
+
+def eval_images(task: Task, config: ml_collections.ConfigDict, sample_fn: Any,
+                state: TrainState, batch: dict[str, jax.Array]) -> dict[str, np.ndarray]:
+    """The task's pictures (:meth:`Task.images`) of its predictions on the first rows of the
+    global ``batch`` (``sample_fn``: :func:`~jaxvision.train.steps.jit_sample_step`)."""
+    rows, preds = jax.device_get(sample_fn(state, batch))
+    return task.images(config, rows, preds) or {}
 
 
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -167,6 +190,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
 
     train_fn = jit_train_step(mesh, task, model, tx, schedule, config, shape[:2])
     eval_fn = jit_eval_step(mesh, task, evaluators, model, config, shape[:2])
+    sample_fn = jit_sample_step(mesh, task, model, config, shape[:2], task.num_images) \
+        if has_images(task) else None
     eval_every = config.eval_every_steps or steps_per_epoch
     save_every = config.checkpoint.every_steps or eval_every
     writer = MetricWriter(workdir, config.tensorboard)
@@ -204,10 +229,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
                     summary = {k: float(np.mean([m[k] for m in checked])) for k in checked[0]}
                     writer.write(done, "train", {**summary, "steps_per_sec": rate})
                     bar.set_postfix(loss=f"{summary['loss']:.4f}", lr=f"{summary['lr']:.3g}")
+                first: list = []
                 eval_metrics = evaluate(eval_fn, state, eval_loader, data_sharding, evaluators,
-                                        fields) if is_eval else None
+                                        fields, first) if is_eval else None
                 if eval_metrics is not None:
                     writer.write(done, "eval", eval_metrics)
+                    if sample_fn is not None:
+                        writer.write_images(done, "eval", eval_images(task, config, sample_fn,
+                                                                      state, first[0]))
                     bar.write(f"step {done}: {task.progress(eval_metrics)}") if is_main \
                         else None
                 if is_save or stop:

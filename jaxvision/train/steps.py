@@ -30,8 +30,9 @@ from jaxvision.train.tasks import Task
 
 Batch = dict[str, jax.Array]
 
-__all__ = ["eval_step", "jit_eval_step", "jit_predict_step", "jit_train_step",
-           "predict_step", "preprocess_eval", "preprocess_train", "train_step"]
+__all__ = ["eval_step", "jit_eval_step", "jit_predict_step", "jit_sample_step",
+           "jit_train_step", "predict_step", "preprocess_eval", "preprocess_train",
+           "train_step"]
 
 
 def _variables(state: TrainState, params: Any) -> dict[str, Any]:
@@ -109,3 +110,18 @@ def jit_predict_step(task: Task, model: nn.Module, config: ml_collections.Config
                      size: tuple[int, int]) -> Callable[[TrainState, Batch], dict]:
     """``predict_step`` jitted (one device: prediction of a few files)."""
     return jax.jit(functools.partial(predict_step, task, model, config, size))
+
+
+def jit_sample_step(mesh: Mesh, task: Task, model: nn.Module,
+                    config: ml_collections.ConfigDict, size: tuple[int, int],
+                    n: int) -> Callable[[TrainState, Batch], tuple[Batch, dict]]:
+    """``(rows, predict_step(rows))`` of the first ``n`` rows of a global batch, jitted over
+    ``mesh`` with replicated outputs, so that process 0 can read them (a task's
+    :meth:`~jaxvision.train.tasks.Task.images`)."""
+    rep, data = replicated(mesh), batch_sharding(mesh)
+
+    def sample(state: TrainState, batch: Batch) -> tuple[Batch, dict[str, jax.Array]]:
+        rows = {k: v[:n] for k, v in batch.items()}
+        return rows, predict_step(task, model, config, size, state, rows)
+
+    return jax.jit(sample, in_shardings=(rep, data), out_shardings=rep)

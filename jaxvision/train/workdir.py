@@ -6,6 +6,7 @@
                                 depend on it; eval and predict rebuild the model with it)
     <workdir>/metrics.jsonl     one JSON object per metric write (see writers.py)
     <workdir>/tensorboard/      TensorBoard event files
+    <workdir>/images/<step>/    PNGs of a few evaluation predictions (the task's images)
     <workdir>/checkpoints/<step>/{state,loader}   orbax checkpoints (see checkpoint.py)
 
 Every module that reads or writes one of these goes through the functions here.
@@ -23,6 +24,7 @@ CLASSES = "classes.json"
 INPUT_SHAPE = "input_shape.json"
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
+IMAGES = "images"
 CHECKPOINTS = "checkpoints"
 
 
@@ -40,6 +42,10 @@ def metrics_path(workdir: str | Path) -> Path:
 
 def tensorboard_dir(workdir: str | Path) -> Path:
     return Path(workdir) / TENSORBOARD
+
+
+def images_dir(workdir: str | Path, step: int) -> Path:
+    return Path(workdir) / IMAGES / str(int(step))
 
 
 def checkpoint_dir(workdir: str | Path) -> Path:

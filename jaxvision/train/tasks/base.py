@@ -7,6 +7,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import ml_collections
+import numpy as np
 
 from jaxvision.train.evaluators.base import Evaluator
 
@@ -56,6 +57,24 @@ class Task:
 
     def evaluators(self, config: ml_collections.ConfigDict) -> list[Evaluator]:
         raise NotImplementedError
+
+    #: Examples of the first evaluation batch that :meth:`images` is given.
+    num_images: int = 4
+
+    def images(self, config: ml_collections.ConfigDict, batch: dict[str, np.ndarray],
+               predictions: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """Pictures of predictions, written at each evaluation of training (TensorBoard and
+        ``<workdir>/images/<step>/``, :meth:`~jaxvision.train.writers.MetricWriter
+        .write_images`); None (the default): none, and no cost.
+
+        Args:
+          batch: host arrays of the first ``num_images`` rows of the first evaluation
+            batch (the :meth:`fields` and ``_valid``; padding rows have ``_valid`` False).
+          predictions: :meth:`predict`'s output for those rows, host arrays.
+        Returns:
+          name -> [K, H, W, 3] uint8 pictures (e.g. :func:`jaxvision.visualize.panel`s).
+        """
+        return None
 
     def describe(self, metrics: dict[str, float], split: str) -> str:
         """One line of the evaluation ``metrics`` of ``split`` for people (the final print)."""

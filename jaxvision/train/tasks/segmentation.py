@@ -207,6 +207,20 @@ class Segmentation(Task):
         return [SegmentationConfusion(config.model.num_classes, config.data.ignore_index,
                                       class_names(config))]
 
+    def images(self, config: ml_collections.ConfigDict, batch: dict[str, np.ndarray],
+               predictions: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """``{"segmentation": [K, T + Hc, 3 Wc + 8, 3] uint8}``: image | true mask |
+        predicted mask (coloured overlays) of the valid rows given."""
+        from jaxvision.visualize import segmentation_panel
+
+        rows = np.flatnonzero(np.asarray(batch[VALID], bool))
+        if not len(rows):
+            return None
+        c, ignore = config.model.num_classes, config.data.ignore_index
+        return {"segmentation": np.stack([
+            segmentation_panel(batch["image"][i], predictions["label"][i], c,
+                               truth=batch["mask"][i], ignore_index=ignore) for i in rows])}
+
     def describe(self, m: dict[str, float], split: str) -> str:
         return (f"{split} mIoU {m['eval_miou']:.4f}, global pixel accuracy "
                 f"{m['eval_pixel_acc']:.4f}, class-average accuracy {m['eval_class_acc']:.4f} "
