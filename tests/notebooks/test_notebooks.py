@@ -18,7 +18,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 def test_there_are_notebooks() -> None:
     names = [p.name for p in NOTEBOOKS]
     assert {"00_model_zoo.ipynb", "01_training.ipynb",
-            "02_classification_to_detection.ipynb"} <= set(names), names
+            "02_classification_to_detection.ipynb", "04_segmentation.ipynb"} <= set(names), names
 
 
 @pytest.mark.slow
