@@ -1,4 +1,10 @@
-"""Object detection (the R-CNN family, issue 9). For now: the evaluation metrics.
+"""Object detection (the R-CNN family, issue 9).
+
+- :func:`detect`: a detector on a list of images of any sizes (torchvision's transform,
+  one jitted forward on a padded canvas, boxes back in each image's pixels).
+- :mod:`~jaxvision.detection.faster_rcnn`: torchvision's ``fasterrcnn_resnet50_fpn`` and
+  ``fasterrcnn_resnet50_fpn_v2`` (:class:`FasterRCNN`), built from
+  :mod:`~jaxvision.detection.rpn` and :mod:`~jaxvision.detection.roi_heads`.
 
 - :class:`VOCEvaluator`: Pascal VOC AP as the official devkit matches it, the 11-point
   VOC2007 and the all-point VOC2010+ metric, ``eval_map50``, ``eval_map50_voc07`` and
@@ -17,6 +23,13 @@ from jaxvision.detection.evaluation import (
     voc_ap,
     voc_iou,
 )
+from jaxvision.detection.faster_rcnn import (
+    FasterRCNN,
+    fasterrcnn_resnet50_fpn,
+    fasterrcnn_resnet50_fpn_v2,
+)
+from jaxvision.detection.inference import detect
 
-__all__ = ["COCOEvaluator", "COCOResult", "VOCEvaluator", "VOCResult", "coco_results", "voc_ap",
+__all__ = ["FasterRCNN", "detect", "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2",
+           "COCOEvaluator", "COCOResult", "VOCEvaluator", "VOCResult", "coco_results", "voc_ap",
            "voc_iou"]

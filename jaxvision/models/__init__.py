@@ -41,6 +41,12 @@ from jaxvision.segmentation import (  # noqa: F401  (registers fcn_/deeplabv3_re
     torchvision_models as _segmentation_models,
 )
 
+# isort: split
+# After the zoo: the detectors' module builds on jaxvision.models.backbone.
+from jaxvision.detection import (  # noqa: F401  (registers fasterrcnn_resnet50_fpn*)
+    faster_rcnn as _detection_models,
+)
+
 __all__ = [
     "BackboneWithFPN",
     "ConvolutionizeSpec",

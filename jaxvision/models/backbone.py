@@ -156,6 +156,7 @@ class BackboneWithFPN(nn.Module):
     out_channels: int = 256
     extra_blocks: nn.Module | None = None
     trainable_layers: int | None = None
+    fpn_batch_norm: bool = False  # torchvision's FPN norm_layer=BatchNorm2d (Faster R-CNN v2)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "return_layers", _as_pairs(self.return_layers))
@@ -168,10 +169,11 @@ class BackboneWithFPN(nn.Module):
         self.fpn = FeaturePyramidNetwork(
             self.out_channels, extra_blocks=extra.clone(parent=None),
             dtype=getattr(self.backbone, "dtype", jnp.float32),
-            param_dtype=getattr(self.backbone, "param_dtype", jnp.float32))
+            param_dtype=getattr(self.backbone, "param_dtype", jnp.float32),
+            batch_norm=self.fpn_batch_norm)
 
     def __call__(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-        return self.fpn(self.body(x, train=train))
+        return self.fpn(self.body(x, train=train), train=train)
 
     def frozen_patterns(self, prefix: str = "") -> list[str]:
         """:func:`frozen_patterns` for this module's ResNet body, its path under ``prefix``.

@@ -71,8 +71,17 @@ class LastLevelMaxPool(nn.Module):
         return [*results, results[-1][:, ::2, ::2, :]], [*names, "pool"]
 
 
+def _conv_bn(features: int, kernel_size: int, stride: int = 1, padding: int = 0, *,
+             conv: Any, norm: Any, name: str) -> Any:
+    """torchvision's ``Conv2dNormActivation(..., activation_layer=None)``: conv ``.0`` then
+    norm ``.1`` (``name`` is the conv's ``...{i}.0``)."""
+    c = conv(features, kernel_size, stride, padding, name=name)
+    n = norm(name=name[:-1] + "1")
+    return lambda x: n(c(x))
+
+
 class FeaturePyramidNetwork(nn.Module):
-    """torchvision's ``FeaturePyramidNetwork`` (without ``norm_layer``).
+    """torchvision's ``FeaturePyramidNetwork`` (``norm_layer`` None, or BatchNorm2d: batch_norm).
 
     Attributes:
       out_channels: channels of every output level (256 in the R-CNNs).
@@ -92,9 +101,13 @@ class FeaturePyramidNetwork(nn.Module):
     extra_blocks: nn.Module | None = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    # torchvision's norm_layer=BatchNorm2d (fasterrcnn_resnet50_fpn_v2): each conv without
+    # bias, then a BatchNorm named ``{inner,layer}_blocks.{i}.1``.
+    batch_norm: bool = False
 
     @nn.compact
-    def __call__(self, features: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    def __call__(self, features: Mapping[str, jax.Array],
+                 train: bool = False) -> dict[str, jax.Array]:
         names, maps = list(features), list(features.values())
         if not maps:
             raise ValueError("FeaturePyramidNetwork needs at least one feature map, got none")
@@ -106,6 +119,11 @@ class FeaturePyramidNetwork(nn.Module):
                     f"{tuple(y.shape)}")
         conv = functools.partial(layers.conv2d, dtype=self.dtype, param_dtype=self.param_dtype,
                                  kernel_init=fpn_kernel_init)
+        if self.batch_norm:
+            conv = functools.partial(_conv_bn, conv=functools.partial(conv, use_bias=False),
+                                     norm=functools.partial(
+                                         layers.BatchNorm, use_running_average=not train,
+                                         dtype=self.dtype, param_dtype=self.param_dtype))
         inner = [conv(self.out_channels, 1, name=f"inner_blocks.{i}.0") for i in range(len(maps))]
         layer = [conv(self.out_channels, 3, 1, 1, name=f"layer_blocks.{i}.0")
                  for i in range(len(maps))]

@@ -146,7 +146,8 @@ def _shortcut(block: BasicBlock | Bottleneck, x: jax.Array, out: int) -> jax.Arr
 # -- the parts every ResNet family shares (this file, CIFAR ResNets, Wide ResNets) ----------
 
 def conv_and_norm(*, train: bool, dtype: Dtype, param_dtype: Dtype,
-                  frozen_bn: bool = False) -> tuple[ModuleDef, ModuleDef]:
+                  frozen_bn: bool = False, frozen_bn_eps: float = 1e-5
+                  ) -> tuple[ModuleDef, ModuleDef]:
     """The ``conv`` (torch-padded, no bias) and ``norm`` factories handed to the blocks.
 
     ``norm`` is torch-exact BatchNorm in ``train`` mode or with running statistics, or
@@ -156,7 +157,8 @@ def conv_and_norm(*, train: bool, dtype: Dtype, param_dtype: Dtype,
     conv = functools.partial(layers.conv2d, use_bias=False, dtype=dtype,
                              param_dtype=param_dtype)
     if frozen_bn:
-        norm = functools.partial(layers.FrozenBatchNorm, dtype=dtype, param_dtype=param_dtype)
+        norm = functools.partial(layers.FrozenBatchNorm, epsilon=frozen_bn_eps, dtype=dtype,
+                                 param_dtype=param_dtype)
     else:
         norm = functools.partial(layers.BatchNorm, use_running_average=not train, dtype=dtype,
                                  param_dtype=param_dtype)
@@ -257,6 +259,8 @@ class ResNet(nn.Module):
     width_per_group: int = 64
     replace_stride_with_dilation: Sequence[bool] = (False, False, False)
     frozen_bn: bool = False
+    # torchvision's overwrite_eps(model, 0.0) for the fasterrcnn_resnet50_fpn COCO weights.
+    frozen_bn_eps: float = 1e-5
     act: Callable[[jax.Array], jax.Array] = nn.relu
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -300,7 +304,7 @@ class ResNet(nn.Module):
         checks.check_images(x, model=type(self).__name__, channels=3,
                             min_size=self.min_input_size)
         conv, norm = conv_and_norm(train=train, dtype=self.dtype, param_dtype=self.param_dtype,
-                                   frozen_bn=self.frozen_bn)
+                                   frozen_bn=self.frozen_bn, frozen_bn_eps=self.frozen_bn_eps)
         plan = self._dilations()
         x = yield from stem(jnp.asarray(x, self.dtype), conv, norm, self.act, features=64,
                             kernel_size=7, stride=2, max_pool=True)

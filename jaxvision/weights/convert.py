@@ -202,8 +202,13 @@ def convert_torchvision(name: str, state_dict: Mapping[str, Any], **config: Any)
     """
     from jaxvision.models import get_model, get_model_builder
 
-    # Builders whose head layout infer_num_classes cannot read (segmentation) say themselves.
-    infer = getattr(get_model_builder(name), "config_from_state_dict", None)
+    # Builders whose head layout infer_num_classes cannot read (segmentation) say themselves;
+    # builders whose torchvision modules renamed keys over versions (detection) upgrade them.
+    builder = get_model_builder(name)
+    upgrade = getattr(builder, "upgrade_state_dict", None)
+    if upgrade is not None:
+        state_dict = upgrade(state_dict)
+    infer = getattr(builder, "config_from_state_dict", None)
     if infer is not None:
         config = {**infer(state_dict), **config}
     if "num_classes" not in config:

@@ -385,10 +385,87 @@ SEGMENTATION_WEIGHTS: dict[str, SegmentationWeightsInfo] = {w.model: w for w in 
 ]}
 
 
+def _lookup(table: dict[str, Any], model: str, kind: str) -> Any:
+    try:
+        return table[model]
+    except KeyError:
+        raise KeyError(f"no torchvision {kind} weights are known for {model!r}; "
+                       f"known: {', '.join(table)}") from None
+
+
 def segmentation_weights_info(model: str) -> SegmentationWeightsInfo:
     """The :class:`SegmentationWeightsInfo` of ``model``; ``KeyError`` naming those known."""
-    try:
-        return SEGMENTATION_WEIGHTS[model]
-    except KeyError:
-        raise KeyError(f"no torchvision segmentation weights are known for {model!r}; "
-                       f"known: {', '.join(SEGMENTATION_WEIGHTS)}") from None
+    return _lookup(SEGMENTATION_WEIGHTS, model, "segmentation")
+
+
+# Object detection (issue 9): torchvision 0.29 ``<Model>_Weights.COCO_V1`` of the Faster R-CNNs
+# (jaxvision.detection.faster_rcnn); figures from each weights' ``meta``. The 91 categories
+# are torchvision's ``_COCO_CATEGORIES`` (COCO's 80 plus "N/A" for the unused ids, index 0
+# the background), so a label is the COCO category id.
+COCO_CATEGORIES: tuple[str, ...] = (
+    "__background__", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train",
+    "truck", "boat", "traffic light", "fire hydrant", "N/A", "stop sign", "parking meter",
+    "bench", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra",
+    "giraffe", "N/A", "backpack", "umbrella", "N/A", "N/A", "handbag", "tie", "suitcase",
+    "frisbee", "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove",
+    "skateboard", "surfboard", "tennis racket", "bottle", "N/A", "wine glass", "cup",
+    "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli",
+    "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant", "bed",
+    "N/A", "dining table", "N/A", "N/A", "toilet", "N/A", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "N/A",
+    "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush")
+
+
+@dataclass(frozen=True)
+class DetectionWeightsInfo(_PublishedFile):
+    """One torchvision detection checkpoint (``COCO_V1``) and its meta.
+
+    Attributes:
+      model: the zoo builder name (``"fasterrcnn_resnet50_fpn"``).
+      url: where torchvision publishes the checkpoint.
+      num_params: torchvision's parameter count (``FrozenBatchNorm2d`` affine excluded: they
+        are buffers there; the v1 model's variables hold 53,120 more, the frozen BatchNorm
+        scales and biases).
+      box_map: torchvision's COCO val2017 box AP (%).
+      gflops: torchvision's ``_ops``.
+      file_size_mb: torchvision's ``_file_size``.
+      min_size, max_size: the ``GeneralizedRCNNTransform`` resize the weights expect.
+      config: builder keyword arguments the weights fit (``num_classes=91``, and
+        ``frozen_bn_eps=0.0`` for the v1 file): ``load(model, url, **config)``.
+      frozen_bn_eps: the FrozenBatchNorm epsilon torchvision sets when it loads the weights
+        (``overwrite_eps(model, 0.0)`` for the v1 COCO_V1 file), None when unchanged.
+    """
+
+    model: str
+    url: str
+    num_params: int
+    box_map: float
+    gflops: float
+    file_size_mb: float
+    min_size: int = 800
+    max_size: int = 1333
+    config: Mapping[str, Any] = field(
+        default_factory=lambda: {"num_classes": len(COCO_CATEGORIES)})
+    frozen_bn_eps: float | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return COCO_CATEGORIES
+
+
+DETECTION_WEIGHTS: dict[str, DetectionWeightsInfo] = {w.model: w for w in [
+    DetectionWeightsInfo("fasterrcnn_resnet50_fpn",
+                         _BASE + "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
+                         41_755_286, 37.0, 134.38, 159.743, frozen_bn_eps=0.0,
+                         config={"num_classes": len(COCO_CATEGORIES), "frozen_bn_eps": 0.0}),
+    DetectionWeightsInfo("fasterrcnn_resnet50_fpn_v2",
+                         _BASE + "fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth",
+                         43_712_278, 46.7, 280.371, 167.104),
+]}
+
+
+def detection_weights_info(model: str) -> DetectionWeightsInfo:
+    """The :class:`DetectionWeightsInfo` of ``model``; ``KeyError`` naming those known."""
+    return _lookup(DETECTION_WEIGHTS, model, "detection")
