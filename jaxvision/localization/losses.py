@@ -18,16 +18,24 @@ def l2_loss(pred: jax.Array, target: jax.Array, mask: jax.Array | None = None) -
     return _mean(per, mask)
 
 
+def smooth_l1(pred: jax.Array, target: jax.Array, beta: float = 1.0) -> jax.Array:
+    """Elementwise ``torch.nn.functional.smooth_l1_loss(..., reduction="none")``.
+
+    ``0.5 * d**2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 * beta``; ``beta = 0`` is L1.
+    """
+    d = jnp.abs(pred - target)
+    return jnp.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta) if beta > 0 else d
+
+
 def smooth_l1_loss(pred: jax.Array, target: jax.Array, beta: float = 1.0,
                    mask: jax.Array | None = None) -> jax.Array:
     """``torch.nn.functional.smooth_l1_loss`` summed over coordinates, mean over examples.
 
     ``0.5 * d**2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 * beta``; ``beta = 0`` is L1
-    (torchvision's detection heads use beta 1/9 for the RPN and 1.0 for the box head).
+    (torchvision's detection heads use beta 1/9 for the RPN and the box head; the Fast R-CNN
+    paper beta 1).
     """
-    d = jnp.abs(pred - target)
-    per = (jnp.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta) if beta > 0 else d)
-    return _mean(jnp.sum(per, axis=-1), mask)
+    return _mean(jnp.sum(smooth_l1(pred, target, beta), axis=-1), mask)
 
 
 def _mean(per: jax.Array, mask: jax.Array | None) -> jax.Array:
