@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jaxvision.weights.transforms import open_image
+    from jaxvision.weights.transforms import check_image_file, open_image
 
     if args.model is not None and args.weights is None:
         raise ValueError(f"--model {args.model} needs --weights FILE (its checkpoint): random "
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                              f"{stem}_*.png; rename one")
         stems[stem] = path
     for path in args.images:  # a missing or unreadable file fails before the model loads
-        check_image(path)
+        check_image_file(path)
 
     if args.workdir is not None:
         segmenter, names, palette, info = workdir_segmenter(args.workdir)
@@ -100,20 +100,6 @@ def run(args: argparse.Namespace) -> int:
     (out / "summary.json").write_text(json.dumps({**info, "classes": names,
                                                   "images": results}, indent=1))
     return 0
-
-
-def check_image(path: str) -> None:
-    """Raises ``FileNotFoundError`` or ``ValueError`` naming ``path`` unless it is a file
-    PIL recognizes as an image (reads the header only)."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
-    try:
-        with Image.open(path):
-            pass
-    except (OSError, UnidentifiedImageError) as e:
-        raise ValueError(f"cannot read {path} as an image ({e})") from None
 
 
 def write_outputs(out: Path, stem: str, image: np.ndarray, labels: np.ndarray,

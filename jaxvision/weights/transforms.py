@@ -10,9 +10,10 @@ the result equals torchvision's to float rounding -- but laid out NHWC, as our m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -27,17 +28,32 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def open_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
-    """Opens an image file as 8-bit ``mode`` ("RGB", or "L" for grey): grayscale, palette
-    and alpha images are converted. Raises ``ValueError`` naming the file if it is not an
-    image, ``FileNotFoundError`` if it does not exist."""
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike) -> Iterator[Image.Image]:
+    # One place for the errors of an unreadable image file, raised on opening or on
+    # decoding inside the block.
     if not Path(path).is_file():
         raise FileNotFoundError(f"image {path} does not exist")
     try:
         with Image.open(path) as img:
-            return img.convert(mode)
+            yield img
     except (OSError, Image.UnidentifiedImageError) as e:
         raise ValueError(f"cannot read {path} as an image ({e})") from None
+
+
+def open_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
+    """Opens an image file as 8-bit ``mode`` ("RGB", or "L" for grey): grayscale, palette
+    and alpha images are converted. Raises ``ValueError`` naming the file if it is not an
+    image, ``FileNotFoundError`` if it does not exist."""
+    with _opened(path) as img:
+        return img.convert(mode)
+
+
+def check_image_file(path: str | os.PathLike) -> None:
+    """Raises as :func:`open_image` does unless ``path`` is a file PIL recognizes as an
+    image; reads the header only (a cheap check of many files before a model loads)."""
+    with _opened(path):
+        pass
 
 
 def load_image(
