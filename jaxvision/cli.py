@@ -20,7 +20,8 @@ import sys
 
 # Subcommand modules under jaxvision.commands, imported lazily so that `jaxvision --help`
 # stays fast and one command's heavy imports do not slow the others.
-COMMANDS = ("summary", "classify", "convert", "train", "eval", "predict", "segment")
+COMMANDS = ("summary", "classify", "convert", "train", "eval", "predict", "segment",
+            "detect")
 
 # Exit codes: 2 is argparse's code for a usage error, and bad input is one.
 EXIT_USER_ERROR = 2

@@ -41,6 +41,8 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "predict": (["predict", str(tmp / "a.png"), "--workdir", nowhere], "nowhere"),
         "segment": (["segment", str(tmp / "missing.jpg"), "--workdir", nowhere, "--out",
                      str(tmp / "out")], "missing.jpg"),
+        "detect": (["detect", str(tmp / "missing.jpg"), "--workdir", nowhere, "--out",
+                    str(tmp / "out")], "missing.jpg"),
     }
 
 

@@ -57,7 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jaxvision.weights.transforms import check_image_file, open_image
+    from jaxvision.commands import check_image_args
+    from jaxvision.weights.transforms import open_image
 
     if args.model is not None and args.weights is None:
         raise ValueError(f"--model {args.model} needs --weights FILE (its checkpoint): random "
@@ -67,15 +68,7 @@ def run(args: argparse.Namespace) -> int:
                          "checkpoint and transform")
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must lie in [0, 1], got {args.alpha}")
-    stems: dict[str, str] = {}
-    for path in args.images:
-        stem = Path(path).stem
-        if stem in stems:
-            raise ValueError(f"{stems[stem]} and {path} would write the same outputs "
-                             f"{stem}_*.png; rename one")
-        stems[stem] = path
-    for path in args.images:  # a missing or unreadable file fails before the model loads
-        check_image_file(path)
+    check_image_args(args.images, "{stem}_*.png")
 
     if args.workdir is not None:
         segmenter, names, palette, info = workdir_segmenter(args.workdir)

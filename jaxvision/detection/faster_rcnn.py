@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -32,19 +33,27 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvision.detection.losses import fastrcnn_loss, rpn_loss
 from jaxvision.detection.roi_heads import (
     FastRCNNConvFCHead,
     FastRCNNPredictor,
     RoIHeads,
     TwoMLPHead,
 )
-from jaxvision.detection.rpn import RegionProposalNetwork, RPNHead
+from jaxvision.detection.rpn import RegionProposalNetwork, RPNHead, filter_proposals
+from jaxvision.detection.sampling import (
+    BalancedPositiveNegativeSampler,
+    Matcher,
+    rpn_training_targets,
+    select_training_samples,
+)
 from jaxvision.models.backbone import resnet_fpn_backbone
 from jaxvision.models.registry import register_model
+from jaxvision.ops.boxes import BoxCoder
 from jaxvision.weights.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["FasterRCNN", "config_from_state_dict", "fasterrcnn_resnet50_fpn",
-           "fasterrcnn_resnet50_fpn_v2"]
+__all__ = ["FasterRCNN", "config_from_state_dict", "fasterrcnn_resnet18_fpn",
+           "fasterrcnn_resnet34_fpn", "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2"]
 
 Array = jax.Array
 Dtype = Any
@@ -118,7 +127,7 @@ class FasterRCNN(nn.Module):
     def __call__(self, images: Array, image_sizes: Array | None = None,
                  train: bool = False) -> dict[str, Any]:
         out = self.stages(images, image_sizes, train=train)
-        return out if train else out["detections"]
+        return out if train or "detections" not in out else out["detections"]
 
     def stages(self, images: Array, image_sizes: Array | None = None,
                train: bool = False) -> dict[str, Any]:
@@ -135,6 +144,13 @@ class FasterRCNN(nn.Module):
         if image_sizes is None:
             image_sizes = jnp.broadcast_to(jnp.asarray([hc, wc], jnp.int32), (n, 2))
         feats = self.features(images, train=train)
+        if self.is_initializing():
+            # Every variable exists after the heads have run once; proposal filtering and
+            # post-processing (nms) have none and would run op by op here: minutes on a CPU.
+            self.rpn.predict(feats, (hc, wc))
+            logits, deltas = self.roi_heads(feats, jnp.zeros((n, 1, 4), images.dtype),
+                                            (hc, wc), train=train)
+            return {"features": feats, "class_logits": logits, "box_regression": deltas}
         rpn_out = self.rpn(feats, (hc, wc), image_sizes, train=train)
         logits, deltas = self.roi_heads(feats, rpn_out.proposals, (hc, wc), train=train)
         out = {"features": feats, "rpn": rpn_out, "class_logits": logits,
@@ -143,6 +159,66 @@ class FasterRCNN(nn.Module):
             out["detections"] = self.roi_heads.postprocess(
                 logits, deltas, rpn_out.proposals, rpn_out.valid, image_sizes)
         return out
+
+    def losses(self, images: Array, image_sizes: Array, gt_boxes: Array, gt_labels: Array,
+               gt_valid: Array, key: Array, *, min_background_iou: float | None = None
+               ) -> dict[str, Array]:
+        """torchvision's training-mode ``GeneralizedRCNN.forward``: the four losses.
+
+        The RPN runs with its training counts; its anchors are labelled and a balanced
+        ``rpn.batch_size_per_image`` sampled (:func:`~jaxvision.detection.sampling
+        .rpn_training_targets`); the proposals (no gradient) get the ground truth appended
+        and ``roi_heads.batch_size_per_image`` RoIs are sampled (:func:`~jaxvision.detection
+        .sampling.select_training_samples`), pooled and classified. All shapes are static.
+
+        Args:
+          images: ``[N, Hc, Wc, 3]`` float normalized canvases; image_sizes: ``[N, 2]`` int.
+          gt_boxes: ``[N, G, 4]`` float canvas pixels; gt_labels: ``[N, G]`` int 1..C-1;
+          gt_valid: ``[N, G]`` bool (degenerate boxes must be False).
+          key: a ``jax.random`` key for both samplers.
+          min_background_iou: see :func:`~jaxvision.detection.sampling
+            .assign_targets_to_proposals` (None: torchvision).
+
+        Returns:
+          ``{"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}``,
+          float32 scalars (torchvision's names; their sum is the training loss), and
+          ``"num_fg_rois"`` (foreground RoIs sampled per image, a diagnostic).
+        """
+        n, hc, wc = images.shape[:3]
+        canvas = (hc, wc)
+        feats = self.features(images, train=True)
+        rpn = self.rpn
+        objectness, deltas, anchors, boxes, per_level = rpn.predict(feats, canvas)
+        props, _, pvalid = filter_proposals(boxes, objectness, image_sizes, per_level,
+                                            **rpn.filter_settings(True))
+        k_rpn, k_roi = jax.random.split(key)
+        rpn_targets = jax.vmap(functools.partial(
+            rpn_training_targets,
+            matcher=Matcher(rpn.fg_iou_thresh, rpn.bg_iou_thresh, True),
+            sampler=BalancedPositiveNegativeSampler(rpn.batch_size_per_image,
+                                                    rpn.positive_fraction),
+            box_coder=rpn.box_coder), in_axes=(None, 0, 0, 0))(
+                anchors, gt_boxes, gt_valid, jax.random.split(k_rpn, n))
+        loss_obj, loss_rpn_box = rpn_loss(objectness, deltas, rpn_targets.labels,
+                                          rpn_targets.regression_targets,
+                                          rpn_targets.pos_mask, rpn_targets.neg_mask)
+        heads = self.roi_heads
+        samples = jax.vmap(functools.partial(
+            select_training_samples,
+            matcher=Matcher(heads.fg_iou_thresh, heads.bg_iou_thresh, False),
+            sampler=BalancedPositiveNegativeSampler(heads.batch_size_per_image,
+                                                    heads.positive_fraction),
+            box_coder=BoxCoder(tuple(heads.bbox_reg_weights)),
+            min_background_iou=min_background_iou))(
+                props, pvalid, gt_boxes.astype(props.dtype), gt_labels, gt_valid,
+                jax.random.split(k_roi, n))
+        logits, regression = heads(feats, samples.proposals, canvas, train=True)
+        loss_cls, loss_box = fastrcnn_loss(logits, regression, samples.labels,
+                                           samples.regression_targets, samples.valid)
+        fg = jnp.sum((samples.labels > 0) & samples.valid) / n
+        return {"loss_objectness": loss_obj, "loss_rpn_box_reg": loss_rpn_box,
+                "loss_classifier": loss_cls, "loss_box_reg": loss_box,
+                "num_fg_rois": fg.astype(jnp.float32)}
 
     def frozen_patterns(self) -> list[str]:
         """Regexes of the backbone parameters ``trainable_backbone_layers`` freezes, for the
@@ -154,7 +230,8 @@ def _channels(model: FasterRCNN) -> int:
     return int(getattr(model.backbone, "out_channels", 256))
 
 
-def _faster_rcnn(*, v2: bool, num_classes: int | None, trainable_backbone_layers: int | None,
+def _faster_rcnn(*, v2: bool, backbone_name: str = "resnet50", num_classes: int | None,
+                 trainable_backbone_layers: int | None,
                  min_size: int, max_size: int, image_mean: Any, image_std: Any,
                  rpn_pre_nms_top_n_train: int, rpn_pre_nms_top_n_test: int,
                  rpn_post_nms_top_n_train: int, rpn_post_nms_top_n_test: int,
@@ -173,7 +250,7 @@ def _faster_rcnn(*, v2: bool, num_classes: int | None, trainable_backbone_layers
     kw = {"dtype": dtype, "param_dtype": param_dtype}
     frozen = frozen_bn and not v2
     extra = {"frozen_bn_eps": float(frozen_bn_eps)} if frozen else {}
-    backbone = resnet_fpn_backbone("resnet50", trainable_layers=layers, frozen_bn=frozen,
+    backbone = resnet_fpn_backbone(backbone_name, trainable_layers=layers, frozen_bn=frozen,
                                    **extra, **kw)
     if v2:
         backbone = backbone.clone(fpn_batch_norm=True)
@@ -253,6 +330,23 @@ def fasterrcnn_resnet50_fpn_v2(**kwargs: Any) -> FasterRCNN:
     return _faster_rcnn(v2=True, **_builder_config("fasterrcnn_resnet50_fpn_v2", kwargs))
 
 
+@register_model
+def fasterrcnn_resnet18_fpn(**kwargs: Any) -> FasterRCNN:
+    """``FasterRCNN(resnet_fpn_backbone("resnet18"), num_classes)`` (torchvision has no builder
+    of this name; the model is its composition), with :func:`fasterrcnn_resnet50_fpn`'s
+    keywords and defaults. The small detector for training on a CPU."""
+    return _faster_rcnn(v2=False, backbone_name="resnet18",
+                        **_builder_config("fasterrcnn_resnet18_fpn", kwargs))
+
+
+@register_model
+def fasterrcnn_resnet34_fpn(**kwargs: Any) -> FasterRCNN:
+    """``FasterRCNN(resnet_fpn_backbone("resnet34"), num_classes)``, as
+    :func:`fasterrcnn_resnet18_fpn`."""
+    return _faster_rcnn(v2=False, backbone_name="resnet34",
+                        **_builder_config("fasterrcnn_resnet34_fpn", kwargs))
+
+
 fasterrcnn_resnet50_fpn.__doc__ = _DOC.format(
     name="fasterrcnn_resnet50_fpn",
     what="Faster R-CNN with a ResNet-50-FPN backbone (RPN with one 3x3 conv, TwoMLPHead)",
@@ -286,6 +380,7 @@ def upgrade_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-for _fn in (fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2):
+for _fn in (fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2, fasterrcnn_resnet18_fpn,
+            fasterrcnn_resnet34_fpn):
     _fn.config_from_state_dict = config_from_state_dict  # type: ignore[attr-defined]
     _fn.upgrade_state_dict = upgrade_state_dict  # type: ignore[attr-defined]

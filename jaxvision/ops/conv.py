@@ -117,9 +117,12 @@ def _matmul_wins(taps: int, group_in: int, groups: int) -> bool:
     """Where the per-tap products beat XLA:CPU's own kernel gradient, as measured (batch
     4-8, fp32, 2 cores; ``benchmarks/bench_conv.py``): grouped convolutions (ResNeXt's 3x3 in
     32 groups, 28x28x128: 24x faster), 1x1 convolutions (56x56, 256 -> 64: 6x) and large
-    kernels (SegNet's 7x7 at 180x240x64: 2-4x). Dense 3x3 kernels, and ResNet's 7x7 stem on
-    3 channels, measured equal or slower, so they keep XLA's."""
-    return groups > 1 or taps == 1 or (taps >= 25 and group_in >= 16)
+    kernels (SegNet's 7x7 at 180x240x64: 2-4x), and dense kernels on at least 128 input
+    channels (3x3: 256 -> 256 at 2x80x112, the RPN and FPN convs of a detector, 9x; 128 ->
+    128 at 8x28x28, 4.4x; 512 -> 512 at 8x7x7, 1.7x). Dense 3x3 kernels on 64 channels, and
+    ResNet's 7x7 stem on 3 channels, measured equal or slower, so they keep XLA's."""
+    return (groups > 1 or taps == 1 or (taps >= 25 and group_in >= 16)
+            or group_in >= 128)
 
 
 def _xla_conv(x, w, strides, pads, dil, groups, precision):

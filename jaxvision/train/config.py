@@ -109,7 +109,7 @@ KEYS: dict[str, Key] = {
     # -- task ----------------------------------------------------------------------------
     "task.name": _k("classification", "what the model learns: its batch fields, loss, "
                     "evaluators and predictions (jaxvision.train.tasks)",
-                    choices=("classification", "localization", "segmentation")),
+                    choices=("classification", "localization", "segmentation", "detection")),
     # -- classification (task.name='classification'; also localization's class loss) ---
     "classification.label_smoothing": _k(0.0, "label smoothing epsilon", UNIT),
     # -- localization (task.name='localization'; jaxvision.train.tasks.localization) -----
@@ -248,7 +248,8 @@ KEYS: dict[str, Key] = {
                                  "evaluators write; eval_loss ranks lowest first)",
                                  choices=("eval_top1", "eval_top5", "eval_loss",
                                           "eval_localization", "eval_mean_iou", "eval_pck",
-                                          "eval_miou", "eval_pixel_acc", "eval_class_acc")),
+                                          "eval_miou", "eval_pixel_acc", "eval_class_acc",
+                                          "eval_map50", "eval_map50_voc07", "eval_coco_map")),
     "checkpoint.async_save": _k(True, "write checkpoints in a background thread"),
 }
 

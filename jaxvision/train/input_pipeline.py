@@ -73,7 +73,12 @@ def class_names(source: Any) -> list[str] | None:
 
 
 #: Tasks whose examples go through a dense transform onto ``dense.canvas`` on the host.
-DENSE_TASKS = ("segmentation",)
+DENSE_TASKS = ("segmentation", "detection")
+
+
+def transform_fields(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The fields :func:`dense_transform` adds to every example (none for other tasks)."""
+    return ("image_size", "orig_size") if config.task.name in DENSE_TASKS else ()
 
 
 def dense_transform(config: ml_collections.ConfigDict,

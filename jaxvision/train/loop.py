@@ -55,11 +55,13 @@ def batch_fields(task: Task, config: ml_collections.ConfigDict,
     return tuple(dict.fromkeys(names))
 
 
-def check_fields(source: Any, fields: tuple[str, ...], task: str, what: str) -> None:
-    """Raises ValueError naming the fields ``task`` needs that ``source``'s examples lack."""
+def check_fields(source: Any, fields: tuple[str, ...], task: str, what: str,
+                 added: tuple[str, ...] = ()) -> None:
+    """Raises ValueError naming the fields ``task`` needs that ``source``'s examples lack
+    (``added``: the fields the loader's transform adds)."""
     if len(source) == 0:
         raise ValueError(f"the {what} source is empty")
-    have = set(source[0])
+    have = set(source[0]) | set(added)
     missing = [f for f in fields if f not in have]
     if missing:
         raise ValueError(f"task {task!r} needs the batch field(s) {missing}; the {what} "
@@ -158,8 +160,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
         train_source = input_pipeline.make_source(config, config.data.train_split)
     if eval_source is None:
         eval_source = input_pipeline.make_source(config, config.data.eval_split)
-    check_fields(train_source, fields, task.name, "training")
-    check_fields(eval_source, fields, task.name, "evaluation")
+    added = input_pipeline.transform_fields(config)
+    check_fields(train_source, fields, task.name, "training", added)
+    check_fields(eval_source, fields, task.name, "evaluation", added)
     train_loader = input_pipeline.train_loader(config, train_source, local_batch)
     eval_loader = input_pipeline.eval_loader(config, eval_source, local_eval_batch)
     steps_per_epoch = len(train_loader)
@@ -318,7 +321,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | Path,
     local_eval_batch = sharding.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
     source = eval_source if eval_source is not None else \
         input_pipeline.make_source(config, config.data.eval_split)
-    check_fields(source, fields, task.name, "evaluation")
+    check_fields(source, fields, task.name, "evaluation", input_pipeline.transform_fields(config))
     model, shapes, shape = abstract_state(config, _image_shape(source))
     state, restored_step = checkpoint.restore_params(workdir, shapes, rep, step)
     loader = input_pipeline.eval_loader(config, source, local_eval_batch)

@@ -104,6 +104,10 @@ def test_fast_path_is_taken_where_it_wins():
     assert has_custom_vjp((7, 7, 16, 8))
     assert has_custom_vjp((3, 3, 4, 8), groups=4)
     assert not has_custom_vjp((3, 3, 16, 8))  # dense 3x3: XLA's gradient measured as fast
+    wide = _random((1, 8, 8, 128), 5)
+    jaxpr = jax.make_jaxpr(lambda x_, w_: conv_ops.conv_general_dilated(
+        x_, w_, (1, 1), "SAME", dimension_numbers=DN))(wide, jnp.zeros((3, 3, 128, 8)))
+    assert "custom_vjp" in str(jaxpr)  # ... but not on >= 128 channels (4-9x slower there)
     conv_ops.set_lowering("xla")
     try:
         assert not has_custom_vjp((1, 1, 16, 8))

@@ -9,8 +9,9 @@ nothing of what a metric means. A task lists its evaluators
 
 from jaxvision.train.evaluators.base import Evaluator, SumEvaluator, run_evaluators
 from jaxvision.train.evaluators.classification import Accuracy
+from jaxvision.train.evaluators.detection import DetectionAP
 from jaxvision.train.evaluators.localization import BoxLocalization, KeypointPCK
 from jaxvision.train.evaluators.segmentation import SegmentationConfusion
 
-__all__ = ["Accuracy", "BoxLocalization", "Evaluator", "KeypointPCK", "SegmentationConfusion",
-           "SumEvaluator", "run_evaluators"]
+__all__ = ["Accuracy", "BoxLocalization", "DetectionAP", "Evaluator", "KeypointPCK",
+           "SegmentationConfusion", "SumEvaluator", "run_evaluators"]

@@ -11,11 +11,12 @@ import ml_collections
 
 from jaxvision.train.tasks.base import Task
 from jaxvision.train.tasks.classification import Classification
+from jaxvision.train.tasks.detection import Detection
 from jaxvision.train.tasks.localization import Localization
 from jaxvision.train.tasks.segmentation import Segmentation
 
 TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Localization(),
-                                              Segmentation())}
+                                              Segmentation(), Detection())}
 
 
 def get_task(config_or_name: ml_collections.ConfigDict | str) -> Task:
@@ -27,4 +28,5 @@ def get_task(config_or_name: ml_collections.ConfigDict | str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["TASKS", "Classification", "Localization", "Segmentation", "Task", "get_task"]
+__all__ = ["TASKS", "Classification", "Detection", "Localization", "Segmentation", "Task",
+           "get_task"]

@@ -83,3 +83,18 @@ class Task:
     def progress(self, metrics: dict[str, float]) -> str:
         """A short form of ``metrics`` for the evaluation lines printed during training."""
         raise NotImplementedError
+
+
+def moving_augmentations(config: ml_collections.ConfigDict,
+                         pca_noise: bool = False) -> list[str]:
+    """The ``augment.*`` keys turned on that move pixels on device (crops, flips, ten-crop
+    evaluation; with ``pca_noise`` also the colour noise): a task whose targets are
+    spatial (boxes, masks) refuses them, its targets would not move with the image."""
+    aug = config.augment
+    flags = [("augment.crop_padding", aug.crop_padding > 0), ("augment.flip", aug.flip),
+             ("augment.random_resized_crop", aug.random_resized_crop),
+             ("augment.eval_ten_crop", aug.eval_ten_crop)]
+    if pca_noise:
+        flags.append(("augment.pca_noise", aug.pca_noise > 0))
+    return [k for k, on in flags if on]
+

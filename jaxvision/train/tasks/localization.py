@@ -33,7 +33,7 @@ from jaxvision.train.evaluators import Accuracy, BoxLocalization, KeypointPCK
 from jaxvision.train.evaluators.base import Evaluator
 from jaxvision.train.evaluators.localization import first_box
 from jaxvision.train.preprocess import normalize
-from jaxvision.train.tasks.base import Batch, Task, Variables
+from jaxvision.train.tasks.base import Batch, Task, Variables, moving_augmentations
 from jaxvision.train.tasks.classification import build_classifier
 
 
@@ -98,11 +98,7 @@ class Localization(Task):
     def check_config(self, config: ml_collections.ConfigDict) -> None:
         from jaxvision.train.config import ConfigError
 
-        aug = config.augment
-        moving = [k for k, on in (("augment.crop_padding", aug.crop_padding > 0),
-                                  ("augment.flip", aug.flip),
-                                  ("augment.random_resized_crop", aug.random_resized_crop),
-                                  ("augment.eval_ten_crop", aug.eval_ten_crop)) if on]
+        moving = moving_augmentations(config)
         if moving:
             raise ConfigError(f"task.name='localization' cannot use {', '.join(moving)}: "
                               "it moves the object without its box; turn it off")

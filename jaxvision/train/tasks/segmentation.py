@@ -26,7 +26,7 @@ from jaxvision.segmentation.balancing import median_frequency_weights
 from jaxvision.train.evaluators.base import Evaluator
 from jaxvision.train.evaluators.segmentation import SegmentationConfusion
 from jaxvision.train.preprocess import normalize
-from jaxvision.train.tasks.base import Batch, Task, Variables
+from jaxvision.train.tasks.base import Batch, Task, Variables, moving_augmentations
 from jaxvision.train.tasks.classification import build_classifier
 
 #: The metrics the task's evaluator writes that can rank checkpoints.
@@ -142,12 +142,7 @@ class Segmentation(Task):
     def check_config(self, config: ml_collections.ConfigDict) -> None:
         from jaxvision.train.config import ConfigError
 
-        aug = config.augment
-        moving = [k for k, on in (("augment.crop_padding", aug.crop_padding > 0),
-                                  ("augment.flip", aug.flip),
-                                  ("augment.random_resized_crop", aug.random_resized_crop),
-                                  ("augment.eval_ten_crop", aug.eval_ten_crop),
-                                  ("augment.pca_noise", aug.pca_noise > 0)) if on]
+        moving = moving_augmentations(config, pca_noise=True)
         if moving:
             raise ConfigError(f"task.name='segmentation' cannot use {', '.join(moving)} (on "
                               "device, the image would move without its mask); turn it off "
