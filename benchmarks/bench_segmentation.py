@@ -35,19 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import torch
 import torchvision.models.segmentation as tvseg
 from PIL import Image
 from torch import nn
 
-from benchmarks.common import median_seconds, write_markdown
+from benchmarks.common import engine_state, median_seconds, write_markdown
 from jaxvision.data import VALID, SegmentationFolderSource
 from jaxvision.models import get_model
 from jaxvision.train import load_config, sharding
-from jaxvision.train.optim import make_optimizer
-from jaxvision.train.state import TrainState, build_model
 from jaxvision.train.steps import jit_train_step
 from jaxvision.train.tasks import get_task
 from jaxvision.weights import convert_torchvision
@@ -191,22 +188,9 @@ def bench_train(size: tuple[int, int], batch: int, steps: int,
     net.train()
 
     # -- jaxvision: the engine's train step --------------------------------------------
-    mesh = sharding.make_mesh(jax.devices()[:1])
-    rep, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
     task = get_task(config)
     task.check_config(config)
-    model = build_model(config)
-    tx, schedule = make_optimizer(config, steps)
-    params = init["params"]
-    state = jax.device_put(TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                                      batch_stats=init["batch_stats"],
-                                      opt_state=tx.init(params), rng=jax.random.key_data(
-                                          jax.random.key(0))), rep)
-    n_jax = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(state.params))
-    n_torch = sum(p.numel() for p in net.parameters())
-    if n_torch != n_jax:
-        raise AssertionError(f"torch model has {n_torch} parameters, jaxvision {n_jax}: not "
-                             "the same network")
+    mesh, data_sharding, model, tx, schedule, state = engine_state(config, init, steps, net)
     valid = np.ones(batch, bool)
 
     def put(i: int) -> dict[str, jax.Array]:
@@ -259,7 +243,7 @@ def bench_train(size: tuple[int, int], batch: int, steps: int,
     return ([f"training step, {NAME} (11 classes + aux)", f"{h}x{w}", batch,
              f"{ips_jax:.2f}", f"{ips_torch:.2f}", f"**{ips_jax / ips_torch:.2f}**",
              f"{t_compile:.1f}", f"loss {loss_jax:.3f} vs {loss_torch:.3f}, "
-             f"{n_jax:,} params"], data)
+             f"{sum(p.numel() for p in net.parameters()):,} params"], data)
 
 
 def main() -> None:

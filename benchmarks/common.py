@@ -47,8 +47,10 @@ def machine() -> str:
 
 
 def write_markdown(name: str, title: str, header: Sequence[str],
-                   rows: Sequence[Sequence[Any]], notes: str = "") -> Path:
-    """Writes ``results/<name>.md`` (a markdown table) and prints it; returns the path."""
+                   rows: Sequence[Sequence[Any]], notes: str = "",
+                   directory: Path | None = None) -> Path:
+    """Writes ``<directory>/<name>.md`` (a markdown table; default ``results/``) and prints
+    it; returns the path."""
     lines = [f"# {title}", "", f"Machine: {machine()}.", ""]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
@@ -56,8 +58,40 @@ def write_markdown(name: str, title: str, header: Sequence[str],
     if notes:
         lines += ["", notes.strip()]
     text = "\n".join(lines) + "\n"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.md"
+    directory = RESULTS if directory is None else Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.md"
     path.write_text(text)
     print(text)
     return path
+
+
+def engine_state(config: Any, init: dict[str, Any], steps: int, torch_net: Any) -> tuple:
+    """The training engine's pieces on one device, from converted torch weights ``init``
+    (``{"params", "batch_stats"}``): ``(mesh, data_sharding, model, tx, schedule, state)``.
+    Raises when ``torch_net`` and the model differ in parameter count (not the same
+    network)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxvision.train import sharding
+    from jaxvision.train.optim import make_optimizer
+    from jaxvision.train.state import TrainState, build_model
+
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    rep, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    model = build_model(config)
+    tx, schedule = make_optimizer(config, steps)
+    params = init["params"]
+    state = jax.device_put(TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                                      batch_stats=init["batch_stats"],
+                                      opt_state=tx.init(params), rng=jax.random.key_data(
+                                          jax.random.key(0))), rep)
+    n_jax = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(state.params))
+    n_torch = sum(p.numel() for p in torch_net.parameters())
+    if n_torch != n_jax:
+        raise AssertionError(f"torch model has {n_torch} parameters, jaxvision {n_jax}: not "
+                             "the same network")
+    return mesh, data_sharding, model, tx, schedule, state
+

@@ -50,19 +50,18 @@ def _rescale(layer: torch.nn.Module, target_std: float, out: torch.Tensor) -> fl
     return s
 
 
-@pytest.fixture(scope="module", params=MODELS)
-def case(request, shared_data):
-    """torchvision's and jaxvision's outputs of one model on the photos, every stage."""
-    name = request.param
-    images = _photos(shared_data)
-    torch.manual_seed(0)
-    tv = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None,
-                                                     **CONFIG)
-    realistic_batchnorm(tv).eval()
-    timages = [torch.from_numpy(x).permute(2, 0, 1) for x in images]
-    n = len(images)
+def spread_head_scores(tv: torch.nn.Module, images: list[torch.Tensor]) -> tuple:
+    """Rescales (in place) the output layers of a random torchvision detector's RPN and box
+    predictor so that on ``images`` their outputs spread as a trained model's do: objectness
+    logits and class logits with std 2 and 3 (the pre- and post-nms top-k cuts then fall
+    between clearly different scores, and detections score over (0, 1) without saturating),
+    deltas with std 0.2 and 1. Random heads give no detection above the 0.05 threshold.
+
+    Returns ``(image_list, features, objectness [N * A, 1], deltas [N * A, 4], proposals)``
+    of the rescaled model on ``images``.
+    """
     with torch.no_grad():
-        image_list, _ = tv.transform(timages)
+        image_list, _ = tv.transform(images)
         feats = tv.backbone(image_list.tensors)
         obj, dl = concat_box_prediction_layers(*tv.rpn.head(list(feats.values())))
         # Rescaling a final layer scales its outputs: no second pass needed for those.
@@ -74,6 +73,22 @@ def case(request, shared_data):
         logits, regression = tv.roi_heads.box_predictor(x)
         _rescale(tv.roi_heads.box_predictor.cls_score, 3.0, logits)
         _rescale(tv.roi_heads.box_predictor.bbox_pred, 1.0, regression)
+    return image_list, feats, obj, dl, props
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def case(request, shared_data):
+    """torchvision's and jaxvision's outputs of one model on the photos, every stage."""
+    name = request.param
+    images = _photos(shared_data)
+    torch.manual_seed(0)
+    tv = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None,
+                                                     **CONFIG)
+    realistic_batchnorm(tv).eval()
+    timages = [torch.from_numpy(x).permute(2, 0, 1) for x in images]
+    n = len(images)
+    image_list, feats, obj, dl, props = spread_head_scores(tv, timages)
+    with torch.no_grad():
         dets, _ = tv.roi_heads(feats, props, image_list.image_sizes)
         dets = tv.transform.postprocess(dets, image_list.image_sizes,
                                         [x.shape[:2] for x in images])

@@ -24,14 +24,13 @@ import torchvision
 from flax import traverse_util
 from torchvision.models.detection import FasterRCNN as TorchFasterRCNN
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
-from torchvision.models.detection.rpn import concat_box_prediction_layers
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 import jaxvision.models
 from jaxvision.detection.faster_rcnn import FasterRCNN
 from jaxvision.weights import convert_torchvision
 from jaxvision.weights.convert import torch_to_flax, variable_shapes
-from tests.detection.test_faster_rcnn import _photos
+from tests.detection.test_faster_rcnn import _photos, spread_head_scores
 from tests.torch_parity import layer_rel_err
 
 NAME = "fasterrcnn_resnet50_fpn"
@@ -65,12 +64,6 @@ def _realistic_frozen_batchnorm(model: torch.nn.Module) -> None:
             m.running_var.copy_(0.5 + torch.rand(c, generator=g))
 
 
-def _rescale(layer: torch.nn.Module, target_std: float, out: torch.Tensor) -> None:
-    s = target_std / out.std().item()
-    layer.weight.mul_(s)
-    layer.bias.mul_(s)
-
-
 def _torch_model(images: list[torch.Tensor]) -> torch.nn.Module:
     torch.manual_seed(0)
     body = torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d)
@@ -79,19 +72,7 @@ def _torch_model(images: list[torch.Tensor]) -> torch.nn.Module:
                          **tv_config).eval()
     with torch.no_grad():
         _realistic_frozen_batchnorm(tv)
-        image_list, _ = tv.transform(images)
-        feats = tv.backbone(image_list.tensors)
-        obj, deltas = concat_box_prediction_layers(*tv.rpn.head(list(feats.values())))
-        # Spread objectness logits (std 2): the pre- and post-nms top-k cuts then fall between
-        # clearly different scores, and both frameworks keep the same proposals.
-        _rescale(tv.rpn.head.cls_logits, 2.0, obj)
-        _rescale(tv.rpn.head.bbox_pred, 0.2, deltas)
-        props, _ = tv.rpn(image_list, feats)
-        pooled = tv.roi_heads.box_roi_pool(feats, [p[:32] for p in props],
-                                           image_list.image_sizes)
-        logits, regression = tv.roi_heads.box_predictor(tv.roi_heads.box_head(pooled))
-        _rescale(tv.roi_heads.box_predictor.cls_score, 3.0, logits)
-        _rescale(tv.roi_heads.box_predictor.bbox_pred, 1.0, regression)
+    spread_head_scores(tv, images)
     return tv.train()
 
 
