@@ -331,6 +331,37 @@ def _instance_masks(masks: np.ndarray, iy: np.ndarray, ix: np.ndarray,
     return out
 
 
+def _place_boxes(boxes: np.ndarray, p: AugmentParams, image_hw: tuple[int, int]
+                 ) -> np.ndarray:
+    """[K, 4] boxes of an (H, W) image moved as :meth:`TrainTransform.apply` moves the image
+    by ``p``: flipped, scaled, shifted by the crop window and clipped to it (float32)."""
+    h, w = image_hw
+    (nh, nw), (ch, cw) = p.resized, p.crop_size
+    b = np.asarray(boxes, np.float32)
+    if p.flip:
+        b = np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], axis=1)
+    b = resize_boxes(b, (h, w), (nh, nw))
+    b = b - np.array([p.left, p.top, p.left, p.top], np.float32)
+    return np.clip(b, 0, np.array([cw, ch, cw, ch], np.float32)).astype(np.float32)
+
+
+def _move_proposals(out: dict[str, Any], example: dict[str, Any], move: Any, op: str) -> None:
+    """Moves the region proposals (``proposals`` [P, 4], Fast R-CNN's selective-search boxes)
+    with the image: ``move`` maps [P, 4] to canvas pixels. No row is ever dropped (P stays
+    fixed); ``proposal_valid`` [P] becomes False where a box is empty after the move."""
+    props = np.asarray(example["proposals"], np.float32)
+    if props.ndim != 2 or props.shape[1] != 4:
+        raise ValueError(f"{op}: 'proposals' must be [P, 4] (x1, y1, x2, y2), got shape "
+                         f"{props.shape}{_where(example)}")
+    valid = np.asarray(example.get("proposal_valid", np.ones(len(props), bool)), bool)
+    if valid.shape != props.shape[:1]:
+        raise ValueError(f"{op}: 'proposal_valid' must be [P] = {props.shape[:1]} like "
+                         f"'proposals', got shape {valid.shape}{_where(example)}")
+    moved = move(props).astype(np.float32)
+    out["proposals"] = moved
+    out["proposal_valid"] = valid & ~degenerate(moved)
+
+
 # ---- training ---------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -433,11 +464,7 @@ class TrainTransform:
         if "boxes" in example:
             b = np.asarray(example["boxes"], np.float32)
             valid = np.asarray(example.get("box_valid", np.ones(len(b), bool)), bool)
-            if p.flip:
-                b = np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], axis=1)
-            b = resize_boxes(b, (h, w), (nh, nw))
-            b = b - np.array([p.left, p.top, p.left, p.top], np.float32)
-            b = np.clip(b, 0, np.array([cw, ch, cw, ch], np.float32)).astype(np.float32)
+            b = _place_boxes(b, p, (h, w))
             bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
             # remove_small_boxes' rule (>= min size), and never an empty box.
             keep = valid & ~degenerate(b) & (bw >= self.min_box_size) \
@@ -448,6 +475,8 @@ class TrainTransform:
             m = np.asarray(example["masks"])
             rows = np.ones(len(m), bool) if keep is None else keep
             out["masks"] = _instance_masks(m, iy, ix, self.canvas, rows)
+        if "proposals" in example:
+            _move_proposals(out, example, lambda b: _place_boxes(b, p, (h, w)), op)
         return out
 
     def __call__(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
@@ -490,7 +519,9 @@ def train_transform(canvas: Sequence[int], scale_range: Sequence[float] = (0.5, 
       dropped rows, whose ``boxes``, ``labels``, ``difficult`` and ``masks`` are zeroed (rows
       keep their positions); ``masks`` [K, H, W] to [K, Hc, Wc] (0 padding); ``mask`` [H, W]
       to [Hc, Wc] (``ignore_index`` padding); adds ``image_size`` int32 [2] = the window's
-      (h, w), and ``orig_size`` int32 [2] when absent. Other fields are carried unchanged.
+      (h, w), and ``orig_size`` int32 [2] when absent; region ``proposals`` [P, 4] move as
+      the boxes do but keep every row, ``proposal_valid`` [P] False where one became empty.
+      Other fields are carried unchanged.
     """
     return TrainTransform(canvas=tuple(canvas), scale_range=tuple(scale_range), flip=flip,
                           crop=crop, min_box_size=min_box_size, ignore_index=ignore_index,
@@ -556,6 +587,8 @@ class EvalTransform:
                                            self.canvas, rows)
         if "boxes" in example:
             out["boxes"] = resize_boxes(example["boxes"], (h, w), (nh, nw))
+        if "proposals" in example:
+            _move_proposals(out, example, lambda b: resize_boxes(b, (h, w), (nh, nw)), op)
         return out
 
 
@@ -586,8 +619,9 @@ def eval_transform(min_size: int = 800, max_size: int | None = 1333,
       uint8, float32 unrounded from float), ``image_size`` int32 [2] = the resized (h, w),
       ``boxes`` float32 [K, 4] in resized pixels, ``masks`` [K, Hc, Wc] (0 padding; rows
       whose ``box_valid`` is False come out 0), ``mask`` [Hc, Wc] (``ignore_index``
-      padding), ``orig_size`` added when absent; other fields, ``box_valid`` included,
-      unchanged.
+      padding), ``orig_size`` added when absent; region ``proposals`` [P, 4] resized as the
+      boxes (``proposal_valid`` [P] False where one is empty); other fields, ``box_valid``
+      included, unchanged.
     """
     return EvalTransform(min_size=int(min_size),
                          max_size=None if max_size is None else int(max_size),

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxvision.checks import check_floating, check_last_dim
-from jaxvision.localization.losses import smooth_l1
+from jaxvision.ops.losses import smooth_l1
 
 __all__ = ["fast_rcnn_multitask_loss", "fastrcnn_loss", "rpn_loss"]
 

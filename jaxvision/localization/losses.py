@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxvision.ops.losses import smooth_l1
+
 
 def l2_loss(pred: jax.Array, target: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Mean over examples of the squared error summed over coordinates.
@@ -16,15 +18,6 @@ def l2_loss(pred: jax.Array, target: jax.Array, mask: jax.Array | None = None) -
     """
     per = jnp.sum(jnp.square(pred - target), axis=-1)
     return _mean(per, mask)
-
-
-def smooth_l1(pred: jax.Array, target: jax.Array, beta: float = 1.0) -> jax.Array:
-    """Elementwise ``torch.nn.functional.smooth_l1_loss(..., reduction="none")``.
-
-    ``0.5 * d**2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 * beta``; ``beta = 0`` is L1.
-    """
-    d = jnp.abs(pred - target)
-    return jnp.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta) if beta > 0 else d
 
 
 def smooth_l1_loss(pred: jax.Array, target: jax.Array, beta: float = 1.0,

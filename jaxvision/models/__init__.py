@@ -43,6 +43,9 @@ from jaxvision.segmentation import (  # noqa: F401  (registers fcn_/deeplabv3_re
 
 # isort: split
 # After the zoo: the detectors' module builds on jaxvision.models.backbone.
+from jaxvision.detection import (  # noqa: F401  (registers fast_rcnn_vgg16, _resnet18)
+    fast_rcnn as _fast_rcnn_models,
+)
 from jaxvision.detection import (  # noqa: F401  (registers fasterrcnn_resnet50_fpn*)
     faster_rcnn as _detection_models,
 )

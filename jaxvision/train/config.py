@@ -148,6 +148,22 @@ KEYS: dict[str, Key] = {
                                      "or 'median_frequency' (SegNet: median(freq) / freq_c, "
                                      "from the training labels)",
                                      choices=("median_frequency",)),
+    # -- detection (task.name='detection'; jaxvision.train.tasks.detection) ---------------
+    "detection.proposals": _k(placeholder(str), "region proposals given with every example "
+                              "(models with needs_proposals, e.g. fast_rcnn_*): "
+                              "'selective_search' (OpenCV's, computed once per image and "
+                              "cached); None = none", choices=("selective_search",)),
+    "detection.num_proposals": _k(2000, "proposals per image, padded to this fixed count "
+                                  "(selective search's best-ranked first)", POS),
+    "detection.proposal_cache": _k(placeholder(str), "folder of the cached proposals (one "
+                                   ".npz per image and setting; the data folder is never "
+                                   "written); None = $JAXVISION_HOME/proposals, else "
+                                   "~/.cache/jaxvision/proposals"),
+    "detection.selective_search_mode": _k("fast", "selective search strategy ('fast': the "
+                                          "R-CNN papers')", choices=("fast", "quality")),
+    "detection.selective_search_size": _k(placeholder(int), "shrink images to this shorter "
+                                          "side before the search (boxes are mapped back); "
+                                          "None = full size", POS),
     # -- dense host-side transforms (jaxvision.data.dense_augment; segmentation) ---------
     "dense.canvas": _k(placeholder(list), "[H, W] of the fixed canvas every example is put on "
                        "(the network input); required by task.name='segmentation'",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import jax
@@ -25,12 +26,15 @@ def make_source(config: ml_collections.ConfigDict, split: str) -> Any:
         return data.ImageFolderSource(root, image_size=d.load_size, on_error=d.on_error,
                                       grayscale=d.grayscale)
     if d.source == "tfds":
+        if config.task.name == "detection" and config.detection.proposals:
+            raise ValueError("detection.proposals needs image files to cache proposals by: "
+                             "data.source='voc' or 'coco', not 'tfds'")
         if d.tfds_name.split("/")[0] in _TFDS_DETECTION:
             return data.tfds_detection_source(d.tfds_name, split, data_dir=d.root,
                                               max_boxes=d.max_boxes)
         return data.tfds_source(d.tfds_name, split, data_dir=d.root, image_size=d.load_size)
     if d.source in ("voc", "coco", "segmentation_folder"):
-        return _dense_source(config, split)
+        return with_proposals(config, _dense_source(config, split))
     raise ValueError(f"unknown data.source {d.source!r}")
 
 
@@ -59,6 +63,109 @@ def _dense_source(config: ml_collections.ConfigDict, split: str) -> Any:
                                masks=d.masks, on_error=d.on_error)
     return data.SegmentationFolderSource(root, split, classes=classes,
                                          ignore_index=d.ignore_index, on_error=d.on_error)
+
+
+def with_proposals(config: ml_collections.ConfigDict, source: Any) -> Any:
+    """``source`` whose examples also carry selective-search ``proposals`` [P, 4] float32
+    (original pixels) and ``proposal_valid`` [P] bool when ``task.name='detection'`` and
+    ``detection.proposals='selective_search'``; ``source`` itself otherwise.
+
+    P = ``detection.num_proposals``; searched with ``detection.selective_search_mode`` on
+    images shrunk to ``detection.selective_search_size``; cached under
+    ``detection.proposal_cache`` (default ``~/.cache/jaxvision/proposals``).
+    """
+    det = config.detection
+    if config.task.name != "detection" or not det.proposals:
+        return source
+    from jaxvision.detection.proposals import SelectiveSearch
+
+    search = SelectiveSearch(mode=det.selective_search_mode,
+                             short_side=det.selective_search_size,
+                             max_proposals=int(det.num_proposals))
+    cache = det.proposal_cache
+    if cache is None:
+        from jaxvision.weights.hub import cache_dir
+
+        cache = str(cache_dir().parent / "proposals")
+    return ProposalSource(source, search, cache, on_error=config.data.on_error,
+                          progress=bool(config.progress_bar) and jax.process_index() == 0)
+
+
+class ProposalSource:
+    """A file-backed dense source (``VOCSource``, ``COCOSource``) whose examples gain
+    ``proposals`` [P, 4] float32 (x1, y1, x2, y2, original pixels) and ``proposal_valid``
+    [P] bool from a :class:`~jaxvision.detection.proposals.ProposalCache`.
+
+    On first use (the first example read) every image without a cache entry is searched,
+    with a progress bar (:func:`~jaxvision.detection.proposals.source_proposals`); later
+    reads, and later runs with the same settings, load the cached ``.npz``. With
+    ``on_error='skip'`` an image whose search fails gets no valid proposal. Other attributes
+    are the wrapped source's.
+    """
+
+    def __init__(self, source: Any, search: Any, cache_dir: str, *, on_error: str = "raise",
+                 progress: bool = True) -> None:
+        from jaxvision.detection.proposals import ProposalCache
+
+        self.source = source
+        self.cache = ProposalCache(search, cache_dir)
+        self.on_error = on_error
+        self.progress = progress
+        self.failures: dict[str, str] = {}
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "source":  # not yet set (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.source, name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def path(self, index: int) -> str:
+        """The image file of example ``index``."""
+        from jaxvision.detection.proposals import _image_path
+
+        return _image_path(self.source, index)
+
+    def prepare(self) -> None:
+        """Searches every image not yet in the cache (once; the loader's threads wait)."""
+        with self._lock:
+            if self._ready:
+                return
+            from jaxvision.detection.proposals import source_proposals
+
+            missing = [i for i in range(len(self.source))
+                       if not self.cache.path_for(self.path(i)).is_file()]
+            if missing:
+                done = source_proposals(self.source, self.cache.search, self.cache.cache_dir,
+                                        indices=missing, on_error=self.on_error,
+                                        progress=self.progress)
+                self.failures.update(done.failures)
+            self._ready = True
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        import numpy as np
+
+        self.prepare()
+        example = dict(self.source[index])
+        path = self.path(index)
+        p = self.cache.search.max_proposals
+        if path in self.failures:
+            boxes, valid = np.zeros((p, 4), np.float32), np.zeros((p,), bool)
+        else:
+            boxes, valid = self.cache(path)
+        example["proposals"] = np.asarray(boxes, np.float32)
+        example["proposal_valid"] = np.asarray(valid, bool)
+        return example
 
 
 def skipped_files(*sources: Any) -> list[str]:

@@ -7,7 +7,12 @@ wired by :func:`jaxvision.train.input_pipeline.dense_transform`): ``image`` uint
 pixels, x1, y1, x2, y2), ``labels`` int32 [B, G] (1..C-1), ``box_valid`` bool [B, G] and
 ``difficult`` bool [B, G] (G = ``data.max_boxes``). Evaluation resizes as torchvision's
 ``GeneralizedRCNNTransform`` (shorter side ``dense.eval_min_size``, longer side at most
-``dense.eval_max_size``) and scores boxes in each image's original pixels.
+``dense.eval_max_size``) and scores boxes in each image's original pixels. A detector given
+its region proposals (class attribute ``needs_proposals``, e.g.
+:class:`~jaxvision.detection.fast_rcnn.FastRCNN`) also gets ``proposals`` float32 [B, P, 4]
+(canvas pixels, moved with the image) and ``proposal_valid`` bool [B, P] (``detection.*``,
+:func:`jaxvision.train.input_pipeline.with_proposals`), passed to ``losses`` and
+``__call__`` as the keyword arguments ``proposals=`` and ``proposal_valid=``.
 
 The model is a registered detector (:class:`~jaxvision.detection.FasterRCNN`, or one with the
 same two entry points): ``model.losses(images, image_sizes, gt_boxes, gt_labels, gt_valid,
@@ -66,6 +71,35 @@ def gt_valid(batch: Batch) -> jax.Array:
     return ok & batch[VALID].astype(bool)[:, None]
 
 
+#: The batch fields of a detector that is given its region proposals (Fast R-CNN):
+#: ``proposals`` float32 [B, P, 4] canvas pixels and ``proposal_valid`` bool [B, P].
+PROPOSAL_FIELDS = ("proposals", "proposal_valid")
+
+
+def needs_proposals(config: ml_collections.ConfigDict) -> bool:
+    """Whether ``model.name``'s detector takes region proposals with the batch (its class
+    attribute ``needs_proposals``, :class:`~jaxvision.detection.fast_rcnn.FastRCNN`)."""
+    try:
+        model = build_classifier(config)  # an unbound module: a dataclass, cheap to build
+    except (KeyError, TypeError, ValueError):
+        return False  # build_model names the problem
+    return bool(getattr(model, "needs_proposals", False))
+
+
+def proposal_kwargs(model: nn.Module, batch: Batch) -> dict[str, jax.Array]:
+    """``{"proposals", "proposal_valid"}`` from ``batch`` for a model with
+    ``needs_proposals``, else ``{}``."""
+    if not getattr(model, "needs_proposals", False):
+        return {}
+    missing = [f for f in PROPOSAL_FIELDS if f not in batch]
+    if missing:
+        raise ValueError(f"{type(model).__name__} needs region proposals with every batch "
+                         f"(fields {list(PROPOSAL_FIELDS)}); the batch has no {missing}: "
+                         "set detection.proposals='selective_search'")
+    return {"proposals": batch["proposals"].astype(jnp.float32),
+            "proposal_valid": batch["proposal_valid"].astype(bool)}
+
+
 class Detection(Task):
     """``batch``: see the module doc. Predictions: ``boxes`` [B, D, 4] float32 (original
     pixels), ``scores`` [B, D], ``labels`` [B, D] int32, ``valid`` [B, D] bool."""
@@ -74,8 +108,9 @@ class Detection(Task):
     num_images = 4
 
     def fields(self, config: ml_collections.ConfigDict) -> tuple[str, ...]:
-        return ("image", "image_size", "orig_size", "boxes", "labels", "box_valid",
+        base = ("image", "image_size", "orig_size", "boxes", "labels", "box_valid",
                 "difficult")
+        return (*base, *PROPOSAL_FIELDS) if needs_proposals(config) else base
 
     def check_config(self, config: ml_collections.ConfigDict) -> None:
         from jaxvision.train.config import ConfigError
@@ -103,6 +138,10 @@ class Detection(Task):
         if config.model.num_classes < 2:
             raise ConfigError(f"model.num_classes={config.model.num_classes} counts the "
                               "background too: the object classes + 1, at least 2")
+        if needs_proposals(config) and not config.detection.proposals:
+            raise ConfigError(f"model.name={config.model.name!r} classifies region "
+                              "proposals given with the data: set "
+                              "detection.proposals='selective_search'")
         ck = config.checkpoint
         if ck.keep_best > 0 and ck.best_metric not in METRICS:
             raise ConfigError(f"checkpoint.best_metric={ck.best_metric!r} is not written by "
@@ -124,7 +163,8 @@ class Detection(Task):
         losses, updates = model.apply(
             variables, images, batch["image_size"], batch["boxes"].astype(jnp.float32),
             batch["labels"].astype(jnp.int32), gt_valid(batch), aug_key, method="losses",
-            mutable=["batch_stats"], rngs={"dropout": dropout_key})
+            mutable=["batch_stats"], rngs={"dropout": dropout_key},
+            **proposal_kwargs(model, batch))
         metrics = {k: v for k, v in losses.items()}
         total = sum(v for k, v in losses.items() if k.startswith("loss_"))
         return total, (metrics, updates)
@@ -137,7 +177,8 @@ class Detection(Task):
         sizes = batch.get("image_size")
         if sizes is None:  # ``jaxvision predict`` gives images alone: the whole canvas
             sizes = jnp.broadcast_to(jnp.asarray(images.shape[1:3], jnp.int32), (n, 2))
-        dets = model.apply(variables, normalize(config, images), sizes, train=False)
+        dets = model.apply(variables, normalize(config, images), sizes, train=False,
+                           **proposal_kwargs(model, batch))
         boxes = dets["boxes"]
         if "orig_size" in batch:
             boxes = to_original_pixels(boxes, sizes, batch["orig_size"])
