@@ -42,7 +42,8 @@ def test_localization_targets_decode_back_to_pixels(target, encoding):
 
 
 def test_get_task():
-    assert set(TASKS) == {"classification", "localization", "segmentation"}
+    assert set(TASKS) == {"classification", "localization", "segmentation", "detection"}
     assert get_task(load_config("lenet5_mnist")).name == "classification"
-    with pytest.raises(ValueError, match="unknown task 'detection'; available"):
-        get_task("detection")
+    assert get_task(load_config("faster_rcnn_voc")).name == "detection"
+    with pytest.raises(ValueError, match="unknown task 'keypoints'; available"):
+        get_task("keypoints")
