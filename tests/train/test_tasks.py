@@ -44,6 +44,6 @@ def test_localization_targets_decode_back_to_pixels(target, encoding):
 def test_get_task():
     assert set(TASKS) == {"classification", "localization", "segmentation", "detection"}
     assert get_task(load_config("lenet5_mnist")).name == "classification"
-    assert get_task(load_config("faster_rcnn_voc")).name == "detection"
+    assert get_task(load_config("faster_rcnn_voc", ["data.root=VOC"])).name == "detection"
     with pytest.raises(ValueError, match="unknown task 'keypoints'; available"):
         get_task("keypoints")
