@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -162,42 +161,20 @@ def workdir_detector(workdir: str, min_size: int | None = None, max_size: int | 
     ``classes.json`` (label k names entry k - 1), else the labels' numbers."""
     import jax
 
-    from jaxvision.train import checkpoint, input_pipeline, sharding
+    from jaxvision.commands import fitting_canvas, workdir_predictor
     from jaxvision.train import workdir as wd
-    from jaxvision.train.config import ensure_valid
-    from jaxvision.train.loop import abstract_state
-    from jaxvision.train.steps import jit_predict_step
-    from jaxvision.train.tasks import get_task
 
-    if not wd.is_workdir(workdir):
-        raise FileNotFoundError(f"--workdir {workdir} is not a training workdir (it has no "
-                                f"{wd.CONFIG}); train one with `jaxvision train`")
-    config = ensure_valid(wd.read_config(workdir))
-    task = get_task(config)
-    if task.name != "detection":
-        raise ValueError(f"--workdir {workdir} was trained for task.name={task.name!r}; "
-                         "detect needs a detection workdir (e.g. `jaxvision train --config "
-                         "faster_rcnn_voc`)")
+    config, state, step, transform, predict = workdir_predictor(
+        workdir, "detection", "e.g. `jaxvision train --config faster_rcnn_voc`")
     c = int(config.model.num_classes)
-    mesh = sharding.make_mesh(jax.local_devices()[:1])
-    model, shapes, shape = abstract_state(config, wd.read_input_shape(workdir))
-    state, step = checkpoint.restore_params(workdir, shapes, sharding.replicated(mesh))
-    transform = input_pipeline.dense_transform(config, train=False)
     if min_size is not None or max_size is not None:
         transform = dataclasses.replace(
             transform, min_size=transform.min_size if min_size is None else int(min_size),
             max_size=transform.max_size if max_size is None else int(max_size))
-    predict = jit_predict_step(task, model, config, shape[:2])
 
     def detect(image: np.ndarray) -> dict[str, np.ndarray]:
-        from jaxvision.data.dense_augment import resized_size
-
-        # A portrait image on a landscape canvas (or the reverse) resizes past it: grow the
-        # canvas (one more compile) rather than refuse; the FPN needs multiples of 32.
-        nh, nw = resized_size(image.shape[:2], transform.min_size, transform.max_size)
-        hc, wc = transform.canvas
-        fit = transform if (nh <= hc and nw <= wc) else dataclasses.replace(
-            transform, canvas=(max(_round_up(nh, 32), hc), max(_round_up(nw, 32), wc)))
+        # The FPN halves its maps five times: canvases in multiples of 32.
+        fit = fitting_canvas(transform, image.shape[:2], 32)
         example = fit({"image": image})
         batch = {k: example[k][None] for k in ("image", "image_size", "orig_size")}
         pred = jax.device_get(predict(state, batch))
@@ -260,7 +237,3 @@ def torchvision_detector(model: str, weights: str, min_size: int | None = None,
             "max_size": net.max_size,
             **({"frozen_bn_eps": config["frozen_bn_eps"]} if "frozen_bn_eps" in config else {})}
     return run_one, names, info
-
-
-def _round_up(n: int, d: int) -> int:
-    return int(math.ceil(n / d) * d)

@@ -21,7 +21,6 @@ size and the share of its pixels each class got (one JSON line per image with ``
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 from collections.abc import Callable
@@ -131,40 +130,19 @@ def workdir_segmenter(workdir: str) -> tuple[Segmenter, list[str], np.ndarray, d
     ``"nearest"``."""
     import jax
 
-    from jaxvision.data.dense_augment import resize_nearest, resized_size
-    from jaxvision.train import checkpoint, input_pipeline, sharding
+    from jaxvision.commands import fitting_canvas, workdir_predictor
+    from jaxvision.data.dense_augment import resize_nearest
     from jaxvision.train import workdir as wd
-    from jaxvision.train.config import ensure_valid
-    from jaxvision.train.loop import abstract_state
-    from jaxvision.train.steps import jit_predict_step
-    from jaxvision.train.tasks import get_task
     from jaxvision.visualize import class_colors
 
-    if not wd.is_workdir(workdir):
-        raise FileNotFoundError(f"--workdir {workdir} is not a training workdir (it has no "
-                                f"{wd.CONFIG}); train one with `jaxvision train`")
-    config = ensure_valid(wd.read_config(workdir))
-    task = get_task(config)
-    if task.name != "segmentation":
-        raise ValueError(f"--workdir {workdir} was trained for task.name={task.name!r}; "
-                         "segment needs a segmentation workdir")
+    config, state, step, transform, predict = workdir_predictor(
+        workdir, "segmentation", "e.g. `jaxvision train --config segnet_camvid`")
     c = int(config.model.num_classes)
     if c > 256:
         raise ValueError(f"{workdir}: {c} classes do not fit the 8-bit labels PNG")
-    mesh = sharding.make_mesh(jax.local_devices()[:1])
-    model, shapes, shape = abstract_state(config, wd.read_input_shape(workdir))
-    state, step = checkpoint.restore_params(workdir, shapes, sharding.replicated(mesh))
-    transform = input_pipeline.dense_transform(config, train=False)
-    predict = jit_predict_step(task, model, config, shape[:2])
 
     def segment(image: np.ndarray) -> np.ndarray:
-        # A portrait image on a landscape canvas (or the reverse) resizes past it: the
-        # models are fully convolutional, so grow the canvas (one more compile) rather
-        # than refuse.
-        nh, nw = resized_size(image.shape[:2], transform.min_size, transform.max_size)
-        hc, wc = transform.canvas
-        fit = transform if (nh <= hc and nw <= wc) else \
-            dataclasses.replace(transform, canvas=(max(nh, hc), max(nw, wc)))
+        fit = fitting_canvas(transform, image.shape[:2])
         example = fit({"image": image})
         nh, nw = (int(v) for v in example["image_size"])
         label = np.asarray(jax.device_get(predict(state, {"image": example["image"][None]}))
