@@ -49,16 +49,11 @@ import jax.numpy as jnp
 # jaxvision.models while losses.py is still half-imported.
 from jaxvision.detection import losses as det_losses
 from jaxvision.detection.roi_heads import postprocess_detections
-from jaxvision.detection.sampling import (
-    BalancedPositiveNegativeSampler,
-    Matcher,
-    select_training_samples,
-)
+from jaxvision.detection.sampling import sample_rois
 from jaxvision.models import layers
 from jaxvision.models.registry import register_model
 from jaxvision.models.resnet import ResNet, ResNet18
 from jaxvision.models.vgg import CONFIGS, VGG, dense_kernel_init
-from jaxvision.ops.boxes import BoxCoder
 from jaxvision.ops.roi_pool import roi_pool
 
 __all__ = ["FastRCNN", "ResNetC4RoIBody", "VGGRoIBody", "fast_rcnn_resnet18",
@@ -253,19 +248,15 @@ class FastRCNN(nn.Module):
     def sample_rois(self, proposals: Array, proposal_valid: Array, gt_boxes: Array,
                     gt_labels: Array, gt_valid: Array, key: Array) -> Any:
         """The paper's hierarchical sampling: per image (vmapped, one key each),
-        :func:`~jaxvision.detection.sampling.select_training_samples` of
+        :func:`~jaxvision.detection.sampling.sample_rois` of
         ``batch_size_per_image`` RoIs; a :class:`~jaxvision.detection.sampling
         .TrainingSamples` of ``[N, S, ...]`` arrays."""
-        n = proposals.shape[0]
-        return jax.vmap(functools.partial(
-            select_training_samples,
-            matcher=Matcher(self.fg_iou_thresh, self.bg_iou_thresh, False),
-            sampler=BalancedPositiveNegativeSampler(self.batch_size_per_image,
-                                                    self.positive_fraction),
-            box_coder=BoxCoder(tuple(self.bbox_reg_weights)),
-            min_background_iou=self.min_background_iou))(
-                proposals, proposal_valid, gt_boxes.astype(proposals.dtype), gt_labels,
-                gt_valid, jax.random.split(key, n))
+        return sample_rois(proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, key,
+                           fg_iou_thresh=self.fg_iou_thresh, bg_iou_thresh=self.bg_iou_thresh,
+                           batch_size_per_image=self.batch_size_per_image,
+                           positive_fraction=self.positive_fraction,
+                           bbox_reg_weights=self.bbox_reg_weights,
+                           min_background_iou=self.min_background_iou)
 
     def losses(self, images: Array, image_sizes: Array, gt_boxes: Array, gt_labels: Array,
                gt_valid: Array, key: Array, *, proposals: Array | None = None,

@@ -45,11 +45,10 @@ from jaxvision.detection.sampling import (
     BalancedPositiveNegativeSampler,
     Matcher,
     rpn_training_targets,
-    select_training_samples,
+    sample_rois,
 )
 from jaxvision.models.backbone import resnet_fpn_backbone
 from jaxvision.models.registry import register_model
-from jaxvision.ops.boxes import BoxCoder
 from jaxvision.weights.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["FasterRCNN", "config_from_state_dict", "fasterrcnn_resnet18_fpn",
@@ -203,15 +202,13 @@ class FasterRCNN(nn.Module):
                                           rpn_targets.regression_targets,
                                           rpn_targets.pos_mask, rpn_targets.neg_mask)
         heads = self.roi_heads
-        samples = jax.vmap(functools.partial(
-            select_training_samples,
-            matcher=Matcher(heads.fg_iou_thresh, heads.bg_iou_thresh, False),
-            sampler=BalancedPositiveNegativeSampler(heads.batch_size_per_image,
-                                                    heads.positive_fraction),
-            box_coder=BoxCoder(tuple(heads.bbox_reg_weights)),
-            min_background_iou=min_background_iou))(
-                props, pvalid, gt_boxes.astype(props.dtype), gt_labels, gt_valid,
-                jax.random.split(k_roi, n))
+        samples = sample_rois(props, pvalid, gt_boxes, gt_labels, gt_valid, k_roi,
+                              fg_iou_thresh=heads.fg_iou_thresh,
+                              bg_iou_thresh=heads.bg_iou_thresh,
+                              batch_size_per_image=heads.batch_size_per_image,
+                              positive_fraction=heads.positive_fraction,
+                              bbox_reg_weights=heads.bbox_reg_weights,
+                              min_background_iou=min_background_iou)
         logits, regression = heads(feats, samples.proposals, canvas, train=True)
         loss_cls, loss_box = fastrcnn_loss(logits, regression, samples.labels,
                                            samples.regression_targets, samples.valid)

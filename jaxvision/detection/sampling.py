@@ -33,6 +33,7 @@ Ren et al., "Faster R-CNN", NeurIPS 2015 (anchor labels, 256 anchors at 1:1).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -52,6 +53,7 @@ __all__ = [
     "assign_targets_to_anchors",
     "assign_targets_to_proposals",
     "rpn_training_targets",
+    "sample_rois",
     "select_training_samples",
 ]
 
@@ -434,3 +436,22 @@ def select_training_samples(proposals: Array, proposal_valid: Array, gt_boxes: A
     targets = box_coder.encode_single(matched_boxes, sel_boxes)
     targets = jnp.where(out_valid[:, None], targets, 0)
     return TrainingSamples(sel_boxes, sel_idx, sel_labels, targets, out_valid)
+
+
+def sample_rois(proposals: Array, proposal_valid: Array, gt_boxes: Array, gt_labels: Array,
+                gt_valid: Array, key: Array, *, fg_iou_thresh: float, bg_iou_thresh: float,
+                batch_size_per_image: int, positive_fraction: float,
+                bbox_reg_weights: tuple[float, float, float, float],
+                min_background_iou: float | None = None) -> TrainingSamples:
+    """:func:`select_training_samples` over a batch, one key per image, with the box head's
+    settings (``RoIHeads``'s or the Fast R-CNN paper's): ``[N, P, 4]`` proposals, ``[N, G,
+    ...]`` ground truth -> a :class:`TrainingSamples` of ``[N, S, ...]`` arrays."""
+    n = proposals.shape[0]
+    return jax.vmap(functools.partial(
+        select_training_samples,
+        matcher=Matcher(fg_iou_thresh, bg_iou_thresh, False),
+        sampler=BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction),
+        box_coder=BoxCoder(tuple(bbox_reg_weights)),
+        min_background_iou=min_background_iou))(
+            proposals, proposal_valid, jnp.asarray(gt_boxes).astype(proposals.dtype),
+            gt_labels, gt_valid, jax.random.split(key, n))
