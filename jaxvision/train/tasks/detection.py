@@ -165,9 +165,8 @@ class Detection(Task):
             batch["labels"].astype(jnp.int32), gt_valid(batch), aug_key, method="losses",
             mutable=["batch_stats"], rngs={"dropout": dropout_key},
             **proposal_kwargs(model, batch))
-        metrics = {k: v for k, v in losses.items()}
         total = sum(v for k, v in losses.items() if k.startswith("loss_"))
-        return total, (metrics, updates)
+        return total, (dict(losses), updates)
 
     def predict(self, model: nn.Module, config: ml_collections.ConfigDict,
                 size: tuple[int, int], variables: Variables, batch: Batch,
@@ -192,6 +191,7 @@ class Detection(Task):
                predictions: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
         """``{"detection": [K, T + H, 2 W + 4, 3] uint8}``: the resized image with its true
         boxes | with the predicted boxes (scores >= 0.3), for the valid rows given."""
+        from jaxvision.data.dense_augment import resize_boxes
         from jaxvision.visualize import draw_boxes, panel
 
         rows = np.flatnonzero(np.asarray(batch[VALID], bool))
@@ -202,14 +202,13 @@ class Detection(Task):
         for i in rows:
             h, w = (int(v) for v in batch["image_size"][i])
             image = np.asarray(batch["image"][i])[:h, :w]
-            back = np.asarray(batch["image_size"][i], np.float32) / np.asarray(
-                batch["orig_size"][i], np.float32)
-            scale = np.array([back[1], back[0], back[1], back[0]], np.float32)
             keep = np.asarray(predictions["valid"][i], bool) & (
                 np.asarray(predictions["scores"][i]) >= 0.3)
             truth = draw_boxes(image, batch["boxes"][i], batch["labels"][i],
                                class_names=names, valid=np.asarray(batch["box_valid"][i], bool))
-            pred = draw_boxes(image, np.asarray(predictions["boxes"][i]) * scale,
+            # Predictions are in original pixels; the picture is the resized image.
+            boxes = resize_boxes(predictions["boxes"][i], batch["orig_size"][i], (h, w))
+            pred = draw_boxes(image, boxes,
                               predictions["labels"][i], predictions["scores"][i],
                               class_names=names, valid=keep)
             pictures.append(panel([truth, pred], ["truth", "predicted (score >= 0.3)"]))
