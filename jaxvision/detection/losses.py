@@ -41,6 +41,13 @@ def _masked_sum(per: Array, mask: Array) -> Array:
     return jnp.sum(jnp.where(mask, per, 0))
 
 
+def _box_loss(pred: Array, targets: Array, mask: Array, beta: float, count: Array) -> Array:
+    """Smooth L1 of ``pred [..., 4]`` against ``targets`` summed over the ``mask`` rows, over
+    ``count``; the other rows' targets (``-inf`` for background anchors) never enter."""
+    targets = jnp.where(mask[..., None], targets, 0).astype(pred.dtype)
+    return _masked_sum(jnp.sum(smooth_l1(pred, targets, beta), axis=-1), mask) / count
+
+
 def rpn_loss(objectness: Array, pred_bbox_deltas: Array, labels: Array,
              regression_targets: Array, pos_mask: Array, neg_mask: Array, *,
              beta: float = 1.0 / 9) -> tuple[Array, Array]:
@@ -75,10 +82,7 @@ def rpn_loss(objectness: Array, pred_bbox_deltas: Array, labels: Array,
     bce = (1 - y) * x - jax.nn.log_sigmoid(x)
     objectness_loss = _masked_sum(bce, sampled) / count
 
-    targets = jnp.where(pos[..., None], regression_targets, 0).astype(pred_bbox_deltas.dtype)
-    per = jnp.sum(smooth_l1(pred_bbox_deltas, targets, beta), axis=-1)
-    box_loss = _masked_sum(per, pos) / count
-    return objectness_loss, box_loss
+    return objectness_loss, _box_loss(pred_bbox_deltas, regression_targets, pos, beta, count)
 
 
 def fastrcnn_loss(class_logits: Array, box_regression: Array, labels: Array,
@@ -121,10 +125,7 @@ def fastrcnn_loss(class_logits: Array, box_regression: Array, labels: Array,
     fg = valid & (labels > 0)
     boxes = jnp.reshape(box_regression, (*lead, c, 4))
     boxes = jnp.take_along_axis(boxes, index[..., None], axis=-2)[..., 0, :]
-    targets = jnp.where(fg[..., None], regression_targets, 0).astype(boxes.dtype)
-    per = jnp.sum(smooth_l1(boxes, targets, beta), axis=-1)
-    box_loss = _masked_sum(per, fg) / count
-    return classification_loss, box_loss
+    return classification_loss, _box_loss(boxes, regression_targets, fg, beta, count)
 
 
 def fast_rcnn_multitask_loss(class_logits: Array, box_regression: Array, labels: Array,
